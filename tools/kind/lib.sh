@@ -1,0 +1,59 @@
+# shellcheck shell=bash
+# Shared helpers for the offline kind toolchain. Source, don't execute.
+set -euo pipefail
+
+KIND_TOOLS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=versions.env
+. "$KIND_TOOLS_DIR/versions.env"
+
+AIRSIDE_CACHE="${AIRSIDE_CACHE:-/var/cache/airside}"
+KIND_CACHE="$AIRSIDE_CACHE/kind"
+mkdir -p "$KIND_CACHE"
+
+# Keep Go's module and build caches inside the airside cache so that a warm
+# cache dir is self-contained (CI can persist just this one directory).
+export GOMODCACHE="${AIRSIDE_GOMODCACHE:-$AIRSIDE_CACHE/go/mod}"
+export GOCACHE="${AIRSIDE_GOCACHE:-$AIRSIDE_CACHE/go/build}"
+export GOFLAGS="-buildvcs=false -mod=mod"
+export GOTOOLCHAIN="$AIRSIDE_GOTOOLCHAIN"
+export GOPROXY="${GOPROXY:-https://proxy.golang.org,direct}"
+# Two cores are shared with other work: never run more than 2 compile jobs.
+GO_BUILD_P="${AIRSIDE_GO_BUILD_P:-2}"
+
+_step_total="${_step_total:-0}"
+_step_n=0
+# step "what" : numbered progress line, e.g. "==> [3/9] building kube binaries"
+step() {
+  _step_n=$((_step_n + 1))
+  printf '==> [%d/%d] %s\n' "$_step_n" "$_step_total" "$*" >&2
+}
+info() { printf '    %s\n' "$*" >&2; }
+warn() { printf 'WARNING: %s\n' "$*" >&2; }
+die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
+
+# need CMD "what it is / how to get it": fail with a clear message
+need() {
+  command -v "$1" >/dev/null 2>&1 || die "missing '$1' ($2)"
+}
+
+# timed LABEL CMD...: run and report duration
+timed() {
+  local label="$1"; shift
+  local t0=$SECONDS
+  "$@"
+  info "$label done in $((SECONDS - t0))s"
+}
+
+# stamp helpers: an artifact directory is complete only when it has .done
+is_done() { [[ -f "$1/.done" ]]; }
+mark_done() { date -u +%FT%TZ > "$1/.done"; }
+
+# docker image present?
+have_image() { docker image inspect "$1" >/dev/null 2>&1; }
+
+docker_ok() {
+  docker info >/dev/null 2>&1
+}
+require_docker() {
+  docker_ok || die "docker engine is not usable (run: bash tools/docker/dockerd-up.sh)"
+}
