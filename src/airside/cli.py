@@ -1,0 +1,215 @@
+"""The `airside` command. Flags of every role are derived from the settings model (airside.config)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import SecretStr, ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from airside import __version__
+from airside.config import CLIENT, WEB, WORKER, Settings, env_name, fields_for, secret
+from airside.core import auth, log
+from airside.core.client import WebClient, WebError
+
+err = Console(stderr=True, soft_wrap=True)
+
+
+# --- settings → click options -------------------------------------------------------------------
+def _click_type(annotation: Any) -> tuple[Any, bool]:
+    """Returns (click type, is_flag) for a settings annotation."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _click_type(args[0])
+    if origin is typing.Literal:
+        return click.Choice([str(a) for a in typing.get_args(annotation)]), False
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and len(args) == 1:
+        return _click_type(args[0])
+    if annotation is bool:
+        return bool, True
+    if annotation in (int, float):
+        return annotation, False
+    if annotation is Path:
+        return click.Path(path_type=Path), False
+    return str, False  # str, SecretStr, list[str] (comma separated)
+
+
+def settings_options(*roles: str) -> Callable[[Callable], Callable]:
+    fields: dict[str, Any] = {}
+    for role in roles:
+        fields.update(fields_for(role))
+
+    def decorate(fn: Callable) -> Callable:
+        for name, field in reversed(list(fields.items())):
+            ctype, is_flag = _click_type(field.annotation)
+            default = field.default
+            shown = "(secret)" if isinstance(default, SecretStr) else default
+            if isinstance(default, list):
+                shown = ",".join(default)
+            help_ = f"{field.description} [env {env_name(name)}; default {shown!s}]"
+            opt = "--" + name.replace("_", "-")
+            if is_flag:
+                fn = click.option(f"{opt}/--no-{opt[2:]}", name, default=None, help=help_)(fn)
+            else:
+                fn = click.option(opt, name, type=ctype, default=None, help=help_)(fn)
+        return fn
+
+    return decorate
+
+
+def load_settings(overrides: dict[str, Any]) -> Settings:
+    given = {k: v for k, v in overrides.items() if v is not None and k in Settings.model_fields}
+    try:
+        return Settings(**given)
+    except ValidationError as e:
+        lines = []
+        for x in e.errors():
+            field = ".".join(str(p) for p in x["loc"])
+            lines.append(f"  {field} (--{field.replace('_', '-')}, {env_name(field)}): {x['msg']}")
+        raise click.UsageError("invalid settings:\n" + "\n".join(lines)) from None
+
+
+def _pop_settings(kwargs: dict[str, Any]) -> tuple[Settings, dict[str, Any]]:
+    rest = {k: v for k, v in kwargs.items() if k not in Settings.model_fields}
+    settings = load_settings(kwargs)
+    log.configure(settings.log_level, settings.log_format)
+    return settings, rest
+
+
+def client_for(settings: Settings) -> WebClient:
+    token = secret(settings.token)
+    if token is None and (settings.data_dir / "token").exists():
+        token = (settings.data_dir / "token").read_text().strip()
+    if not token:
+        raise click.UsageError(f"no token: set {env_name('token')} or --token (web prints where its token is)")
+    return WebClient(settings.web_url, auth=auth.BearerAuth(token))
+
+
+def _fail(e: WebError) -> None:
+    err.print(f"[red]error:[/red] {e.message}")
+    sys.exit(2 if e.status == 0 else 1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
+@click.version_option(__version__, prog_name="airside")
+def main() -> None:
+    """airside runs CI tasks: web, workers, baggageclaim, and tasks as Kubernetes Jobs."""
+
+
+# --- servers ---------------------------------------------------------------------------------------
+@main.command()
+@settings_options(WEB)
+def web(**kwargs: Any) -> None:
+    """Run web: API, scheduler and database."""
+    from airside.web.app import serve
+
+    settings, _ = _pop_settings(kwargs)
+    serve(settings)
+
+
+@main.command()
+@settings_options(WORKER)
+def worker(**kwargs: Any) -> None:
+    """Run a worker: beacon, volume server, runtime. SIGUSR1 lands, SIGUSR2 retires."""
+    from airside.worker.main import ConfigError, run
+
+    settings, _ = _pop_settings(kwargs)
+    try:
+        sys.exit(run(settings))
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from None
+
+
+@main.command()
+@settings_options(WEB)
+def migrate(**kwargs: Any) -> None:
+    """Apply database migrations and exit."""
+    from airside.web import db
+
+    settings, _ = _pop_settings(kwargs)
+    engine = db.make_engine(settings.resolved_database_url)
+    db.migrate(engine)
+    click.echo(f"database at migration {db.current_revision(engine)}")
+
+
+@main.command()
+@click.option("-o", "--out", "out", type=click.Path(path_type=Path), required=True, help="Directory to write keys to.")
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+def keygen(out: Path, force: bool) -> None:
+    """Make credentials: an operator token, a worker token and a worker key pair.
+
+    Files: token, worker-token, worker_key (private), authorized_worker_keys (public)."""
+    out.mkdir(parents=True, exist_ok=True)
+    pem, pub = auth.generate_keypair()
+    files = {"token": auth.new_token() + "\n", "worker-token": auth.new_token() + "\n",
+             "worker_key": pem.decode(), "authorized_worker_keys": pub + "\n"}
+    for name, content in files.items():
+        path = out / name
+        if path.exists() and not force:
+            raise click.UsageError(f"{path} exists (use --force to overwrite)")
+        path.write_text(content)
+        path.chmod(0o600 if name != "authorized_worker_keys" else 0o644)
+        click.echo(f"wrote {path}")
+
+
+# --- operator commands -------------------------------------------------------------------------------
+@main.command()
+@settings_options(CLIENT)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def workers(as_json: bool, **kwargs: Any) -> None:
+    """List workers and their states."""
+    settings, _ = _pop_settings(kwargs)
+    try:
+        with client_for(settings) as c:
+            ws = c.workers()
+    except WebError as e:
+        _fail(e)
+    if as_json:
+        click.echo(json.dumps([w.model_dump(mode="json") for w in ws], indent=2))
+        return
+    table = Table("name", "state", "platform", "tags", "team", "containers", "volumes", "heartbeat", "version")
+    for w in ws:
+        table.add_row(w.name, str(w.state), w.platform, ",".join(w.tags) or "none", w.team or "none",
+                      str(w.active_containers), str(w.active_volumes), f"{w.heartbeat_age:.0f}s ago", w.version)
+    Console().print(table)
+
+
+def _worker_command(name: str, doc: str, call: str) -> None:
+    @main.command(name=name, help=doc)
+    @settings_options(CLIENT)
+    @click.argument("worker_name")
+    def _cmd(worker_name: str, **kwargs: Any) -> None:
+        settings, _ = _pop_settings(kwargs)
+        try:
+            with client_for(settings) as c:
+                result = getattr(c, call)(worker_name)
+        except WebError as e:
+            _fail(e)
+        click.echo(f"{worker_name}: {result.state}" if result is not None else f"{worker_name}: pruned")
+
+
+_worker_command("land-worker", "Land a worker: it finishes its work, then waits to come back under its name.", "land")
+_worker_command("retire-worker", "Retire a worker: it finishes its work, then leaves the registry.", "retire")
+_worker_command("prune-worker", "Remove a stalled or landed worker from the registry.", "prune")
+
+
+@main.command()
+@settings_options(WEB, WORKER)
+def quickstart(**kwargs: Any) -> None:
+    """Run web (SQLite in data_dir) and one local worker together. Ctrl-C drains and exits."""
+    from airside.quickstart import run
+
+    settings, _ = _pop_settings(kwargs)
+    sys.exit(run(settings))
+
+
+if __name__ == "__main__":
+    main()

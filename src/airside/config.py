@@ -1,0 +1,129 @@
+"""The one settings model.
+
+Every setting airside has lives here, once. Environment variables (``AIRSIDE_<NAME>``), CLI flags
+(``--name``), chart values, compose env and BOSH properties are all derived from this model: never
+list a setting twice by hand. Each field says which roles use it (``roles``) so that each command
+only grows the flags it reads.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "AIRSIDE_"
+
+# roles: which commands read a setting. "client" = operator commands and execute.
+WEB, WORKER, BAGGAGECLAIM, CLIENT, COMMON = "web", "worker", "baggageclaim", "client", "common"
+
+
+def _f(default: Any, description: str, *roles: str, secret: bool = False, **kw: Any) -> Any:
+    return Field(default, description=description, json_schema_extra={"roles": list(roles), "secret": secret}, **kw)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+
+    # --- common ---------------------------------------------------------------------------
+    log_level: Literal["debug", "info", "warning", "error"] = _f("info", "Log level.", COMMON)
+    log_format: Literal["auto", "json", "console"] = _f(
+        "auto", "Log format: json (one object per line), console, or auto (console on a TTY).", COMMON
+    )
+    data_dir: Path = _f(Path.home() / ".airside", "Directory for the SQLite database, keys and worker state.", COMMON)
+
+    # --- web -------------------------------------------------------------------------------
+    bind_host: str = _f("127.0.0.1", "Address web listens on.", WEB)
+    bind_port: int = _f(8080, "Port web listens on.", WEB, ge=0, le=65535)
+    database_url: str = _f(
+        "", "SQLAlchemy URL of the database; empty means an SQLite file in data_dir. postgresql://… for PostgreSQL.", WEB
+    )
+    auto_migrate: bool = _f(True, "Apply database migrations when web starts.", WEB)
+    heartbeat_ttl: float = _f(30.0, "Seconds without a heartbeat after which a worker is stalled.", WEB, gt=0)
+    stalled_prune_after: float = _f(
+        600.0, "Seconds a worker may stay stalled before web prunes it; 0 disables auto-prune.", WEB, ge=0
+    )
+    sweep_interval: float = _f(2.0, "Seconds between web's registry sweeps (stall detection, auto-prune).", WEB, gt=0)
+    max_request_bytes: int = _f(1 << 20, "Largest JSON request body web accepts, in bytes.", WEB, gt=0)
+    authorized_worker_keys: Path | None = _f(
+        None, "File of worker public keys (one `airside-ed25519 <base64>` per line) allowed to register.", WEB
+    )
+
+    # --- shared by web and its clients -------------------------------------------------------
+    token: SecretStr | None = _f(None, "Bearer token for operator/client calls to web.", WEB, CLIENT, secret=True)
+    worker_token: SecretStr | None = _f(
+        None, "Shared token workers present to web (alternative to a worker key pair).", WEB, WORKER, secret=True
+    )
+    web_url: str = _f("http://127.0.0.1:8080", "URL of web, as workers and clients reach it.", WORKER, CLIENT)
+
+    # --- worker ----------------------------------------------------------------------------
+    worker_name: str = _f(socket.gethostname(), "Name the worker registers under.", WORKER)
+    platform: str = _f("linux", "Platform the worker advertises.", WORKER)
+    tags: Annotated[list[str], NoDecode] = _f([], "Worker tags (comma separated in env/flags).", WORKER)
+    team: str | None = _f(None, "Team the worker is dedicated to; empty means all teams.", WORKER)
+    ephemeral: bool = _f(False, "Ephemeral worker: SIGTERM retires instead of landing.", WORKER)
+    heartbeat_interval: float = _f(10.0, "Seconds between worker heartbeats.", WORKER, gt=0)
+    drain_timeout: float = _f(
+        300.0, "Seconds a landing/retiring worker waits for running work before it stops anyway.", WORKER, ge=0
+    )
+    worker_key: Path | None = _f(None, "Worker private key file from `airside keygen` (instead of worker_token).", WORKER)
+    work_dir: Path | None = _f(None, "Worker state directory; empty means data_dir/worker.", WORKER)
+    runtime_url: str = _f("", "Runtime endpoint the worker advertises (empty: none).", WORKER)
+
+    # --- baggageclaim (volume server) ---------------------------------------------------------
+    baggageclaim_bind_host: str = _f("127.0.0.1", "Address the volume server listens on.", WORKER, BAGGAGECLAIM)
+    baggageclaim_bind_port: int = _f(7788, "Port the volume server listens on.", WORKER, BAGGAGECLAIM, ge=0, le=65535)
+    baggageclaim_url: str = _f("", "Volume server URL advertised to web; empty derives it from bind host/port.", WORKER)
+    baggageclaim_driver: Literal["detect", "naive", "overlay", "btrfs"] = _f(
+        "detect", "Volume driver; detect probes the volume dir: btrfs, then overlay, then naive.", WORKER, BAGGAGECLAIM
+    )
+    volumes_dir: Path | None = _f(None, "Volume directory; empty means work_dir/volumes.", WORKER, BAGGAGECLAIM)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_tags(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("tags"), str):
+            data["tags"] = [t.strip() for t in data["tags"].split(",") if t.strip()]
+        return data
+
+    # --- derived values (never settings of their own) ----------------------------------------
+    @property
+    def resolved_database_url(self) -> str:
+        url = self.database_url or f"sqlite:///{self.data_dir / 'airside.db'}"
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    @property
+    def resolved_work_dir(self) -> Path:
+        return self.work_dir or self.data_dir / "worker"
+
+    @property
+    def resolved_volumes_dir(self) -> Path:
+        return self.volumes_dir or self.resolved_work_dir / "volumes"
+
+    @property
+    def resolved_baggageclaim_url(self) -> str:
+        return self.baggageclaim_url or f"http://{self.baggageclaim_bind_host}:{self.baggageclaim_bind_port}"
+
+
+def fields_for(role: str) -> dict[str, Any]:
+    """The settings a role reads (plus the common ones), in declaration order."""
+    out = {}
+    for name, field in Settings.model_fields.items():
+        roles = (field.json_schema_extra or {}).get("roles", [])
+        if role in roles or COMMON in roles:
+            out[name] = field
+    return out
+
+
+def env_name(field_name: str) -> str:
+    return ENV_PREFIX + field_name.upper()
+
+
+def secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None

@@ -1,0 +1,1 @@
+"""web: the API, scheduler and database (ATC + TSA in Concourse terms)."""

@@ -1,0 +1,201 @@
+"""The web API (FastAPI). `create_app(settings)` builds it; `serve(settings)` runs it under uvicorn."""
+
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any
+
+import uvicorn
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+import airside
+from airside.config import Settings
+from airside.core import log, routes
+from airside.core.schemas import Heartbeat, Worker, WorkerObject, WorkerRegistration
+from airside.web import db, registry
+from airside.web.auth import Authenticator, Principal, require_operator, require_self
+from airside.web.db import WorkerRow
+from airside.web.limits import BodyLimit
+from airside.web.metrics import Metrics
+
+LOG = log.get("airside.web")
+
+
+def worker_view(row: WorkerRow, now: float) -> Worker:
+    return Worker.model_validate(
+        {
+            **{k: getattr(row, k) for k in WorkerRegistration.model_fields},
+            "state": row.state,
+            "start_time": row.start_time,
+            "last_heartbeat": row.last_heartbeat,
+            "state_changed_at": row.state_changed_at,
+            "heartbeat_age": round(max(0.0, now - row.last_heartbeat), 3),
+        }
+    )
+
+
+class Web:
+    """Everything one web process holds: engine, session factory, authenticator, metrics."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self.settings, self.clock = settings, clock
+        self.engine = db.make_engine(settings.resolved_database_url)
+        self.sessions = db.sessions(self.engine)
+        self.auth = Authenticator(settings)
+        self.metrics = Metrics(self.sessions)
+
+    def tx(self) -> contextlib.AbstractContextManager[Session]:
+        return db.transaction(self.sessions)
+
+    def sweep_once(self) -> tuple[list[str], list[str]]:
+        with self.tx() as s:
+            return registry.sweep(s, self.clock(), self.settings.heartbeat_ttl, self.settings.stalled_prune_after)
+
+    async def sweeper(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.sweep_once)
+            except Exception:  # noqa: BLE001 - a failed sweep must not kill the loop; log and retry
+                LOG.exception("registry sweep failed")
+            await asyncio.sleep(self.settings.sweep_interval)
+
+
+def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> FastAPI:
+    web = Web(settings, clock)
+    if settings.auto_migrate:
+        db.migrate(web.engine)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(web.sweeper())
+        LOG.info("web ready", database=web.engine.url.render_as_string(hide_password=True))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        web.engine.dispose()
+
+    app = FastAPI(title="airside", version=airside.__version__, lifespan=lifespan)
+    app.state.web = web
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    Caller = Annotated[Principal, Depends(web.auth)]
+
+    @app.exception_handler(registry.RegistryError)
+    async def _registry_error(_req: Request, exc: registry.RegistryError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @app.middleware("http")
+    async def _count(request: Request, call_next: Any) -> Response:
+        response = await call_next(request)
+        route = request.scope.get("route")
+        web.metrics.requests.labels(getattr(route, "path", "unmatched"), str(response.status_code)).inc()
+        return response
+
+    # --- health -------------------------------------------------------------------------------
+    @app.get("/healthz", response_class=PlainTextResponse)
+    def healthz() -> str:
+        return "ok"
+
+    @app.get("/readyz", response_class=PlainTextResponse)
+    def readyz() -> str:
+        try:
+            with web.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            current, head = db.current_revision(web.engine), db.head_revision()
+        except Exception as e:  # noqa: BLE001 - any DB failure means not ready
+            raise HTTPException(503, f"database unavailable: {e.__class__.__name__}") from e
+        if current != head:
+            raise HTTPException(503, f"database at migration {current}, code expects {head}: run `airside migrate`")
+        return "ready"
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(web.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.api_route(routes.INFO.path, methods=[routes.INFO.method])
+    def info() -> dict:
+        return {"version": airside.__version__, "heartbeat_ttl": settings.heartbeat_ttl}
+
+    # --- workers ------------------------------------------------------------------------------
+    @app.api_route(routes.REGISTER_WORKER.path, methods=[routes.REGISTER_WORKER.method], response_model=Worker)
+    def register_worker(reg: WorkerRegistration, p: Caller) -> Worker:
+        require_self(p, reg.name)
+        with web.tx() as s:
+            return worker_view(registry.register(s, reg, web.clock()), web.clock())
+
+    @app.api_route(routes.LIST_WORKERS.path, methods=[routes.LIST_WORKERS.method], response_model=list[Worker])
+    def list_workers(p: Caller) -> list[Worker]:
+        require_operator(p)
+        now = web.clock()
+        with web.sessions() as s:
+            return [worker_view(r, now) for r in registry.all_workers(s)]
+
+    @app.api_route(routes.GET_WORKER.path, methods=[routes.GET_WORKER.method], response_model=Worker)
+    def get_worker(name: str, p: Caller) -> Worker:
+        require_self(p, name)
+        with web.tx() as s:
+            return worker_view(registry.get(s, name), web.clock())
+
+    @app.api_route(routes.HEARTBEAT.path, methods=[routes.HEARTBEAT.method], response_model=Worker)
+    def heartbeat(name: str, hb: Heartbeat, p: Caller) -> Worker:
+        require_self(p, name)
+        with web.tx() as s:
+            row = registry.heartbeat(s, name, hb, web.clock())
+            web.metrics.heartbeats.inc()
+            return worker_view(row, web.clock())
+
+    @app.api_route(routes.LAND_WORKER.path, methods=[routes.LAND_WORKER.method], response_model=Worker)
+    def land_worker(name: str, p: Caller) -> Worker:
+        require_self(p, name)
+        with web.tx() as s:
+            return worker_view(registry.land(s, name, web.clock()), web.clock())
+
+    @app.api_route(routes.RETIRE_WORKER.path, methods=[routes.RETIRE_WORKER.method], response_model=Worker)
+    def retire_worker(name: str, p: Caller) -> Worker:
+        require_self(p, name)
+        with web.tx() as s:
+            return worker_view(registry.retire(s, name, web.clock()), web.clock())
+
+    EpochParam = Annotated[str, Query(pattern=r"^[0-9a-f]{12,20}-[0-9a-f]{8}$")]
+
+    @app.api_route(routes.WORKER_LANDED.path, methods=[routes.WORKER_LANDED.method], response_model=Worker)
+    def worker_landed(name: str, boot_epoch: EpochParam, p: Caller) -> Worker:
+        require_self(p, name)
+        with web.tx() as s:
+            return worker_view(registry.landed(s, name, boot_epoch, web.clock()), web.clock())
+
+    @app.api_route(routes.DELETE_WORKER.path, methods=[routes.DELETE_WORKER.method], status_code=204)
+    def delete_worker(name: str, boot_epoch: EpochParam, p: Caller) -> Response:
+        require_self(p, name)
+        with web.tx() as s:
+            registry.remove(s, name, boot_epoch)
+        return Response(status_code=204)
+
+    @app.api_route(routes.PRUNE_WORKER.path, methods=[routes.PRUNE_WORKER.method], status_code=204)
+    def prune_worker(name: str, p: Caller) -> Response:
+        require_operator(p)
+        with web.tx() as s:
+            registry.prune(s, name)
+        return Response(status_code=204)
+
+    @app.api_route(routes.WORKER_OBJECTS.path, methods=[routes.WORKER_OBJECTS.method], response_model=list[WorkerObject])
+    def worker_objects(name: str, p: Caller) -> list[WorkerObject]:
+        require_operator(p)
+        with web.sessions() as s:
+            return [WorkerObject.model_validate(
+                {"handle": o.handle, "kind": o.kind, "worker_name": o.worker_name, "boot_epoch": o.boot_epoch,
+                 "created_at": o.created_at}) for o in registry.objects(s, name)]
+
+    return app
+
+
+def serve(settings: Settings) -> None:
+    app = create_app(settings)
+    LOG.info("web listening", url=f"http://{settings.bind_host}:{settings.bind_port}")
+    uvicorn.run(app, host=settings.bind_host, port=settings.bind_port, log_config=None, access_log=False)

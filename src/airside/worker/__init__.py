@@ -1,0 +1,1 @@
+"""worker: beacon (register/heartbeat/land/retire/drain), volume server, runtime, reaper."""
