@@ -31,7 +31,7 @@ build_one() { # name pkgs
     mkdir -p "$KIND_CACHE/rootfs"
     info "mmdebstrap $DEBIAN_SUITE ($name: $pkgs) from $MIRROR"
     local t0=$SECONDS
-    mmdebstrap --quiet --variant=minbase --include="${pkgs// /,}" \
+    mmdebstrap --quiet --format=tar --variant=minbase --include="${pkgs// /,}" \
       --aptopt='Acquire::Retries "3"' \
       --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
       --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \

@@ -57,3 +57,17 @@ docker_ok() {
 require_docker() {
   docker_ok || die "docker engine is not usable (run: bash tools/docker/dockerd-up.sh)"
 }
+
+# Recipe key: changes when a pinned version or an image recipe changes, so
+# cached images built from an older recipe are never reused by mistake.
+recipe_key() {
+  (cd "$KIND_TOOLS_DIR" && cat versions.env build-rootfs.sh build-images.sh images/*) | sha256sum | cut -c1-10
+}
+kind_bin() { echo "$KIND_CACHE/kind-$KIND_VERSION/bin/kind"; }
+kube_bin_dir() { echo "$KIND_CACHE/kube-$K8S_VERSION/bin"; }
+node_image_name() { echo "kindest/node:$K8S_VERSION-airside-$(recipe_key)"; }
+base_image_name() { echo "kindest/base:airside-$(recipe_key)"; }
+# module directory of a Go module version in the module cache (downloads it)
+mod_dir() {
+  go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p'
+}

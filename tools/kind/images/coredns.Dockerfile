@@ -1,0 +1,5 @@
+FROM scratch
+ARG BIN
+ARG DEST
+COPY ${BIN} ${DEST}
+ENTRYPOINT ["/coredns"]

@@ -1,0 +1,6 @@
+ARG BASE
+FROM ${BASE}
+ARG BIN
+ARG DEST
+COPY ${BIN} ${DEST}
+CMD ["/bin/kindnetd"]
