@@ -76,7 +76,25 @@ class Settings(BaseSettings):
     # --- baggageclaim (volume server) ---------------------------------------------------------
     baggageclaim_bind_host: str = _f("127.0.0.1", "Address the volume server listens on.", WORKER, BAGGAGECLAIM)
     baggageclaim_bind_port: int = _f(7788, "Port the volume server listens on.", WORKER, BAGGAGECLAIM, ge=0, le=65535)
-    baggageclaim_url: str = _f("", "Volume server URL advertised to web; empty derives it from bind host/port.", WORKER)
+    baggageclaim_url: str = _f(
+        "", "Volume server URL: advertised to web, used by `airside volumes`; empty derives it from bind host/port.",
+        WORKER, CLIENT,
+    )
+    baggageclaim_token: SecretStr | None = _f(
+        None, "Bearer token of the volume server API; empty means a generated one in data_dir/baggageclaim-token.",
+        WORKER, BAGGAGECLAIM, CLIENT, secret=True,
+    )
+    baggageclaim_stream_max_bytes: int = _f(
+        64 << 30, "Largest stream-in/import body (tar, as sent) the volume server accepts, in bytes.",
+        WORKER, BAGGAGECLAIM, gt=0,
+    )
+    baggageclaim_sweep_interval: float = _f(
+        30.0, "Seconds between volume server sweeps of expired (TTL) volumes.", WORKER, BAGGAGECLAIM, gt=0
+    )
+    baggageclaim_btrfs_image_mib: int = _f(
+        20480, "Size (MiB, sparse) of the loop-mounted btrfs image the btrfs driver creates when the volume dir "
+        "is not btrfs.", WORKER, BAGGAGECLAIM, gt=100,
+    )
     baggageclaim_driver: Literal["detect", "naive", "overlay", "btrfs"] = _f(
         "detect", "Volume driver; detect probes the volume dir: btrfs, then overlay, then naive.", WORKER, BAGGAGECLAIM
     )

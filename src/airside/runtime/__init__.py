@@ -1,0 +1,1 @@
+"""Runtime interface and backends: oci (runc), process, kubernetes (issues 6, 7)."""

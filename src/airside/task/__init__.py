@@ -1,0 +1,1 @@
+"""The Concourse task config schema (issue 6)."""

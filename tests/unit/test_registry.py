@@ -1,0 +1,87 @@
+"""Registry state machine on a real SQLite database with a controlled clock."""
+
+import pytest
+
+from airside.core.schemas import Heartbeat, WorkerRegistration, new_boot_epoch
+from airside.web import db, registry
+
+
+@pytest.fixture
+def tx(tmp_path):
+    engine = db.make_engine(f"sqlite:///{tmp_path}/r.db")
+    db.migrate(engine)
+    factory = db.sessions(engine)
+    yield lambda: db.transaction(factory)
+    engine.dispose()
+
+
+def reg(name="w", epoch=None):
+    return WorkerRegistration(name=name, boot_epoch=epoch or new_boot_epoch())
+
+
+def state(tx, name):
+    with tx() as s:
+        row = s.get(db.WorkerRow, name)
+        return row.state if row else None
+
+
+def test_silent_worker_is_unschedulable_at_once_and_stalled_by_the_sweep(tx):
+    with tx() as s:
+        registry.register(s, reg("a"), now=100)
+    with tx() as s:
+        assert [w.name for w in registry.schedulable(s, now=105, ttl=10)] == ["a"]
+        assert registry.schedulable(s, now=111, ttl=10) == []  # before any sweep ran
+    with tx() as s:
+        assert registry.sweep(s, now=111, ttl=10, prune_after=60) == (["a"], [])
+    assert state(tx, "a") == "stalled"
+    with tx() as s:
+        assert registry.sweep(s, now=200, ttl=10, prune_after=60) == ([], ["a"])
+    assert state(tx, "a") is None
+
+
+def test_prune_after_zero_never_prunes(tx):
+    with tx() as s:
+        registry.register(s, reg("a"), now=0)
+    with tx() as s:
+        registry.sweep(s, now=100, ttl=10, prune_after=0)
+    with tx() as s:
+        assert registry.sweep(s, now=10_000, ttl=10, prune_after=0) == ([], [])
+    assert state(tx, "a") == "stalled"
+
+
+def test_heartbeat_revives_a_stalled_worker(tx):
+    r = reg("a")
+    with tx() as s:
+        registry.register(s, r, now=0)
+    with tx() as s:
+        registry.sweep(s, now=50, ttl=10, prune_after=0)
+    with tx() as s:
+        registry.heartbeat(s, "a", Heartbeat(boot_epoch=r.boot_epoch), now=51)
+    assert state(tx, "a") == "running"
+
+
+def test_draining_workers_get_no_work_and_stall_if_silent(tx):
+    with tx() as s:
+        registry.register(s, reg("l"), now=0)
+        registry.register(s, reg("r"), now=0)
+    with tx() as s:
+        registry.land(s, "l", now=1)
+        registry.retire(s, "r", now=1)
+    with tx() as s:
+        assert registry.schedulable(s, now=2, ttl=10) == []
+        assert sorted(registry.sweep(s, now=20, ttl=10, prune_after=0)[0]) == ["l", "r"]
+
+
+def test_reconnect_with_same_epoch_keeps_drain_state(tx):
+    r = reg("w")
+    with tx() as s:
+        registry.register(s, r, now=0)
+        registry.retire(s, "w", now=1)
+    with tx() as s:
+        registry.register(s, r, now=2)
+    assert state(tx, "w") == "retiring"
+
+
+def test_unknown_worker_heartbeat_is_not_found(tx):
+    with tx() as s, pytest.raises(registry.NotFound):
+        registry.heartbeat(s, "ghost", Heartbeat(boot_epoch=new_boot_epoch()), now=0)
