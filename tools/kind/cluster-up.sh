@@ -39,9 +39,11 @@ if [[ "$NAME" == airside ]]; then OUT_KUBECONFIG="$KIND_CACHE/kubeconfig"; else 
 T0=$SECONDS
 
 kubectl_cmd() {
+  if [[ -x "$KIND_CACHE/bin/kubectl" ]]; then echo "$KIND_CACHE/bin/kubectl"; return; fi
   if [[ -x "$(kube_bin_dir)/kubectl" ]]; then echo "$(kube_bin_dir)/kubectl"
   elif command -v kubectl >/dev/null 2>&1; then command -v kubectl
   fi
+  return 0
 }
 reachable() { # kubeconfig
   local k; k="$(kubectl_cmd)"
@@ -86,7 +88,9 @@ done
 step "kind CLI ($KIND_VERSION)"
 timed "kind CLI" bash "$KIND_TOOLS_DIR/build-kind.sh"
 KIND="$(kind_bin)"
-export PATH="$(dirname "$KIND"):$PATH"
+# stable paths for other tools (pytest-kind --kind-bin, scripts): $KIND_CACHE/bin
+mkdir -p "$KIND_CACHE/bin"; ln -sfn "$KIND" "$KIND_CACHE/bin/kind"
+export PATH="$KIND_CACHE/bin:$PATH"
 
 if "$KIND" get clusters 2>/dev/null | grep -qxF "$NAME"; then
   "$KIND" export kubeconfig --name "$NAME" --kubeconfig "$OUT_KUBECONFIG" >/dev/null 2>&1 || true
@@ -124,6 +128,10 @@ else
   _step_n=6
   step "kind build node-image"
   IMAGE="$(bash "$KIND_TOOLS_DIR/build-node-image.sh")"
+  # stable alias for pytest-kind --kind-image and humans
+  docker tag "$IMAGE" kindest/node:airside
+  info "node image $IMAGE (alias kindest/node:airside)"
+  ln -sfn "$(kube_bin_dir)/kubectl" "$KIND_CACHE/bin/kubectl"
 fi
 
 step "kind create cluster '$NAME' (1 control plane + $((NODES - 1)) workers)"
@@ -150,6 +158,10 @@ t0=$SECONDS
 info "kind create cluster done in $((SECONDS - t0))s"
 
 step "waiting for nodes, CoreDNS and the storage class"
+if [[ ! -x "$KIND_CACHE/bin/kubectl" ]]; then
+  # online path: take kubectl from the node image instead of building it
+  docker cp "$NAME-control-plane:/usr/bin/kubectl" "$KIND_CACHE/bin/kubectl" >/dev/null 2>&1 || true
+fi
 K="$(kubectl_cmd)"; [[ -n "$K" ]] || K="$(docker exec "$NAME-control-plane" which kubectl 2>/dev/null || true)"
 if [[ -x "$K" ]]; then
   "$K" --kubeconfig "$OUT_KUBECONFIG" wait --for=condition=Ready nodes --all --timeout=300s >&2 \

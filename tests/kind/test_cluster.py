@@ -1,0 +1,256 @@
+"""A real Kubernetes cluster, built offline by tools/kind (or given by KUBECONFIG).
+
+The session fixture runs ``tools/kind/cluster-up.sh`` which either uses the
+cluster KUBECONFIG points at, reuses the running kind cluster, or builds and
+creates one (cold: tens of minutes; warm: a few minutes). Skipped, with the
+reason printed, when no docker engine is usable and no KUBECONFIG is given.
+
+Run: ``make cluster-test`` (``python -m pytest -m kind tests/kind -v``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.kind, pytest.mark.timeout(5400)]
+
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTER_UP = ROOT / "tools" / "kind" / "cluster-up.sh"
+CACHE = Path(os.environ.get("AIRSIDE_CACHE", "/var/cache/airside"))
+
+
+def _docker_usable() -> tuple[bool, str]:
+    if not shutil.which("docker"):
+        return False, "no docker CLI on PATH"
+    r = subprocess.run(["docker", "info"], capture_output=True, text=True)
+    if r.returncode != 0:
+        return False, "docker engine not usable (run tools/docker/dockerd-up.sh): " + (
+            r.stderr.strip().splitlines() or ["?"]
+        )[-1]
+    return True, ""
+
+
+def _kubeconfig_reachable(path: str) -> bool:
+    kubectl = _find_kubectl()
+    if not kubectl or not Path(path.split(":")[0]).is_file():
+        return False
+    r = subprocess.run(
+        [kubectl, "--kubeconfig", path, "--request-timeout=10s", "get", "--raw", "/readyz"],
+        capture_output=True,
+    )
+    return r.returncode == 0
+
+
+def _find_kubectl() -> str | None:
+    for cand in (os.environ.get("AIRSIDE_KUBECTL"), str(CACHE / "kind" / "bin" / "kubectl")):
+        if cand and os.access(cand, os.X_OK):
+            return cand
+    return shutil.which("kubectl")
+
+
+class Kube:
+    def __init__(self, kubeconfig: str, kubectl: str):
+        self.kubeconfig = kubeconfig
+        self.kubectl_bin = kubectl
+
+    def run(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        r = subprocess.run(
+            [self.kubectl_bin, "--kubeconfig", self.kubeconfig, *args],
+            input=input,
+            capture_output=True,
+            text=True,
+        )
+        if check and r.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {r.stderr}\n{r.stdout}")
+        return r.stdout
+
+    def apply(self, manifest: str) -> None:
+        self.run("apply", "-f", "-", input=manifest)
+
+    def json(self, *args: str) -> dict:
+        return json.loads(self.run(*args, "-o", "json"))
+
+
+@pytest.fixture(scope="session")
+def kube() -> Kube:
+    kubeconfig = os.environ.get("KUBECONFIG")
+    if not (kubeconfig and _kubeconfig_reachable(kubeconfig)):
+        ok, why = _docker_usable()
+        if not ok:
+            print(f"SKIP kind tests: {why}")
+            pytest.skip(why)
+        t0 = time.monotonic()
+        r = subprocess.run(["bash", str(CLUSTER_UP)], stdout=subprocess.PIPE, text=True)
+        print(f"cluster-up.sh took {time.monotonic() - t0:.0f}s")
+        assert r.returncode == 0, f"tools/kind/cluster-up.sh failed (exit {r.returncode}); see its output above"
+        lines = [ln for ln in r.stdout.splitlines() if ln.startswith("KUBECONFIG=")]
+        assert lines, f"cluster-up.sh printed no KUBECONFIG= line: {r.stdout!r}"
+        kubeconfig = lines[-1].split("=", 1)[1]
+    kubectl = _find_kubectl()
+    if not kubectl:
+        pytest.skip("no kubectl found (AIRSIDE_KUBECTL, $AIRSIDE_CACHE/kind/bin/kubectl or PATH)")
+    return Kube(kubeconfig, kubectl)
+
+
+@pytest.fixture(scope="session")
+def namespace(kube: Kube):
+    ns = f"airside-kind-test-{uuid.uuid4().hex[:6]}"
+    kube.run("create", "namespace", ns)
+    # wait for the default service account (admission rejects pods before it exists)
+    for _ in range(60):
+        if kube.run("-n", ns, "get", "serviceaccount", "default", check=False):
+            break
+        time.sleep(1)
+    yield ns
+    kube.run("delete", "namespace", ns, "--wait=false", check=False)
+
+
+# any image present on every node works; the local-path helper is a small
+# Debian image that kind pre-loads (offline build and official images alike)
+def _busy_image(kube: Kube) -> str:
+    nodes = kube.json("get", "nodes")["items"]
+    names: set[str] = set()
+    for img in nodes[0]["status"].get("images", []):
+        names.update(img.get("names", []))
+    for cand in sorted(names):
+        if "local-path-helper" in cand and "@" not in cand:
+            return cand
+    pytest.fail(f"no local-path-helper image on node {nodes[0]['metadata']['name']}: {sorted(names)}")
+
+
+def test_nodes_ready(kube: Kube):
+    nodes = kube.json("get", "nodes")["items"]
+    assert nodes, "cluster has no nodes"
+    for n in nodes:
+        ready = [c for c in n["status"]["conditions"] if c["type"] == "Ready"]
+        assert ready and ready[0]["status"] == "True", f"node {n['metadata']['name']} not Ready: {ready}"
+    print("nodes:", [(n["metadata"]["name"], n["status"]["nodeInfo"]["kubeletVersion"]) for n in nodes])
+
+
+def test_job_completes(kube: Kube, namespace: str):
+    image = _busy_image(kube)
+    kube.apply(
+        f"""
+apiVersion: batch/v1
+kind: Job
+metadata: {{name: hello, namespace: {namespace}}}
+spec:
+  backoffLimit: 2
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: hello
+        image: {image}
+        imagePullPolicy: Never
+        command: ["sh", "-c", "echo hello from airside"]
+"""
+    )
+    kube.run("-n", namespace, "wait", "--for=condition=complete", "job/hello", "--timeout=180s")
+    assert "hello from airside" in kube.run("-n", namespace, "logs", "job/hello")
+
+
+def test_pvc_binds(kube: Kube, namespace: str):
+    image = _busy_image(kube)
+    kube.apply(
+        f"""
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: data, namespace: {namespace}}}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {{requests: {{storage: 64Mi}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: writer, namespace: {namespace}}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: w
+    image: {image}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "echo persisted > /data/f && cat /data/f"]
+    volumeMounts: [{{name: d, mountPath: /data}}]
+  volumes:
+  - name: d
+    persistentVolumeClaim: {{claimName: data}}
+"""
+    )
+    kube.run(
+        "-n", namespace, "wait", "--for=jsonpath={.status.phase}=Bound", "pvc/data", "--timeout=180s"
+    )
+    kube.run(
+        "-n", namespace, "wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/writer", "--timeout=180s"
+    )
+    assert "persisted" in kube.run("-n", namespace, "logs", "writer")
+
+
+def test_service_dns(kube: Kube, namespace: str):
+    image = _busy_image(kube)
+    kube.apply(
+        f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: web, namespace: {namespace}, labels: {{app: web}}}}
+spec:
+  containers:
+  - name: web
+    image: {image}
+    imagePullPolicy: Never
+    command: ["sleep", "infinity"]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: {namespace}}}
+spec:
+  selector: {{app: web}}
+  ports: [{{port: 80}}]
+"""
+    )
+    kube.run("-n", namespace, "wait", "--for=condition=Ready", "pod/web", "--timeout=180s")
+    svc_ip = kube.json("-n", namespace, "get", "service", "web")["spec"]["clusterIP"]
+    fqdn = f"web.{namespace}.svc.cluster.local"
+    kube.apply(
+        f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: resolver, namespace: {namespace}}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: r
+    image: {image}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "for i in $(seq 30); do getent hosts {fqdn} && exit 0; sleep 2; done; exit 1"]
+"""
+    )
+    kube.run(
+        "-n", namespace, "wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/resolver", "--timeout=180s"
+    )
+    out = kube.run("-n", namespace, "logs", "resolver")
+    assert svc_ip in out, f"{fqdn} resolved to {out!r}, expected {svc_ip}"
+
+
+def test_pytest_kind_uses_built_toolchain(kube: Kube):
+    """pytest-kind(-ng)'s KindCluster drives the same kind binary, cluster and kubectl."""
+    cluster_mod = pytest.importorskip("pytest_kind.cluster", reason="pytest-kind(-ng) not installed")
+    kind = CACHE / "kind" / "bin" / "kind"
+    if not kind.exists() or not str(kube.kubeconfig).startswith(str(CACHE)):
+        pytest.skip("cluster not created by tools/kind (KUBECONFIG given); nothing for pytest-kind to reuse")
+    kc = cluster_mod.KindCluster(
+        os.environ.get("AIRSIDE_KIND_CLUSTER", "airside"),
+        kubeconfig=Path(kube.kubeconfig),
+        kind_path=kind,
+        kubectl_path=Path(kube.kubectl_bin),
+    )
+    kc.create()  # reuses the running cluster: no download, no new cluster
+    assert "Ready" in kc.kubectl("get", "nodes")
