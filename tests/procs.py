@@ -16,7 +16,7 @@ import httpx
 from airside.core.auth import BearerAuth
 from airside.core.client import WebClient
 
-from .conftest import free_port
+from .pg import free_port
 
 
 def wait_for(cond: Callable[[], Any], timeout: float = 20.0, what: str = "condition", interval: float = 0.1) -> Any:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import free_port
+from tests.pg import free_port
 from tests.procs import wait_for
 
 
