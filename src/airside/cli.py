@@ -155,6 +155,10 @@ def quickstart(**kwargs: Any) -> None:
 
 
 # --- commands registered by subsystems (one line each) -------------------------------------------
+from airside.baggageclaim import commands as _baggageclaim_commands  # noqa: E402
+
+main.add_command(_baggageclaim_commands.baggageclaim)
+main.add_command(_baggageclaim_commands.volumes)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,334 @@
+"""The volume server API (FastAPI) and the ways to run it.
+
+Embedding (the worker does this; `airside baggageclaim` runs it alone)::
+
+    from airside.baggageclaim.server import BackgroundServer, create_app, open_repository, serve
+
+    bc = BackgroundServer(settings).start()   # uvicorn in a daemon thread; start-up errors raise here
+    bc.url                                    # "http://127.0.0.1:7788" (the real port if bind port is 0)
+    bc.repository                             # the Repository, for in-process calls
+    ...
+    bc.stop()                                 # or use it as a context manager
+
+    app = create_app(settings)                # just the FastAPI app (opens the volume dir, recovers volumes)
+    serve(settings)                           # blocking, for the CLI
+
+Start-up chooses the driver (`detect`), sweeps ``init/`` and ``dead/`` and recovers live volumes;
+`DriverUnavailable` (message names the fix) is raised when the volume dir cannot work. Every route
+but ``/healthz`` needs ``Authorization: Bearer <baggageclaim token>``. Errors are
+``{"detail": "<what was wrong, naming the volume/entry/field>"}`` with 404/409/413/422/400/502.
+"""
+
+import asyncio
+import contextlib
+import queue
+import threading
+import time
+import zlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Annotated, Any
+
+import httpx
+import uvicorn
+import zstandard
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+
+import airside
+from airside.baggageclaim import detect, routes
+from airside.baggageclaim.errors import PeerError, VolumeError
+from airside.baggageclaim.filesystem import Filesystem
+from airside.baggageclaim.repository import Repository
+from airside.baggageclaim.schemas import (
+    TTL,
+    Encoding,
+    Handle,
+    Info,
+    PropertyValue,
+    PropName,
+    Size,
+    StreamFrom,
+    StreamResult,
+    Volume,
+    VolumeSpec,
+)
+from airside.config import Settings, secret
+from airside.core import auth, log
+
+LOG = log.get("airside.baggageclaim")
+CHUNK = 1 << 20
+DRAIN_AFTER_ERROR = 64 << 20  # bytes of an unwanted body read and dropped so the client sees the answer
+
+
+def resolve_token(settings: Settings) -> str:
+    """The API token: baggageclaim_token, else one generated once in data_dir/baggageclaim-token."""
+    return secret(settings.baggageclaim_token) or auth.ensure_secret_file(settings.data_dir / "baggageclaim-token")
+
+
+def open_repository(settings: Settings) -> Repository:
+    volumes_dir = settings.resolved_volumes_dir
+    driver, root = detect.choose(settings.baggageclaim_driver, volumes_dir, settings.baggageclaim_btrfs_image_mib)
+    repo = Repository(Filesystem(root, driver), driver, stream_max_bytes=settings.baggageclaim_stream_max_bytes)
+    repo.recover()
+    return repo
+
+
+async def _feed_thread(request: Request, work: Callable[[Iterator[bytes]], Any]) -> Any:
+    """Runs work(chunks) in a thread while the request body is fed to it as chunks."""
+    q: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
+    finished = threading.Event()
+
+    def chunks() -> Iterator[bytes]:
+        while (item := q.get()) is not None:
+            yield item
+
+    def run() -> Any:
+        try:
+            return work(chunks())
+        finally:
+            finished.set()
+
+    def put_blocking(item: bytes | None) -> None:
+        while not finished.is_set():
+            try:
+                q.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    fut = asyncio.get_running_loop().run_in_executor(None, run)
+    dropped = 0
+    async for chunk in request.stream():
+        if finished.is_set():
+            dropped += len(chunk)
+            if dropped > DRAIN_AFTER_ERROR:
+                break
+            continue
+        if not chunk:
+            continue
+        try:
+            q.put_nowait(chunk)
+        except queue.Full:
+            await asyncio.to_thread(put_blocking, chunk)
+    if not finished.is_set():
+        try:
+            q.put_nowait(None)
+        except queue.Full:
+            await asyncio.to_thread(put_blocking, None)
+    return await fut
+
+
+def _compressor(encoding: str) -> Any:
+    if encoding == "zstd":
+        return zstandard.ZstdCompressor(level=3).compressobj()
+    if encoding == "gzip":
+        return zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    return None
+
+
+def peer_chunks(src: StreamFrom, token: str) -> Iterator[bytes]:
+    """The tar stream of a volume on another volume server."""
+    url = src.url.rstrip("/") + routes.STREAM_OUT.url(handle=src.handle)
+    try:
+        with httpx.Client(timeout=httpx.Timeout(30.0, read=None)) as http, http.stream(
+            "GET", url, params={"path": src.path, "encoding": src.encoding},
+            headers={"Authorization": f"Bearer {src.token or token}"},
+        ) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                try:
+                    detail = resp.json().get("detail", resp.text)
+                except ValueError:
+                    detail = resp.text
+                raise PeerError(f"volume server {src.url} answered {resp.status_code} for volume {src.handle!r}: {detail}")
+            yield from resp.iter_raw(CHUNK)
+    except httpx.HTTPError as e:
+        raise PeerError(f"streaming volume {src.handle!r} from {src.url} failed: {e.__class__.__name__}: {e}") from e
+
+
+def create_app(settings: Settings, repository: Repository | None = None) -> FastAPI:
+    repo = repository or open_repository(settings)
+    token = resolve_token(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        async def sweeper() -> None:
+            while True:
+                await asyncio.sleep(settings.baggageclaim_sweep_interval)
+                try:
+                    await asyncio.to_thread(repo.expire)
+                except Exception:  # noqa: BLE001 - a failed sweep must not stop the loop
+                    LOG.exception("volume expiry sweep failed")
+
+        task = asyncio.create_task(sweeper())
+        LOG.info("volume server ready", driver=repo.driver.name, root=str(repo.fs.root), volumes=len(repo.volumes))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
+        given = authorization[7:] if authorization and authorization.startswith("Bearer ") else None
+        if not auth.tokens_equal(given, token):
+            raise HTTPException(401, "missing or wrong bearer token for the volume server (baggageclaim_token)",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    app = FastAPI(title="airside baggageclaim", version=airside.__version__, lifespan=lifespan)
+    app.state.repository = repo
+    api = APIRouter(dependencies=[Depends(require_token)])
+
+    @app.exception_handler(VolumeError)
+    async def _volume_error(_req: Request, exc: VolumeError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(OSError)
+    async def _os_error(_req: Request, exc: OSError) -> JSONResponse:
+        LOG.error("volume operation failed", error=str(exc))
+        return JSONResponse({"detail": str(exc)}, status_code=500)
+
+    @app.get("/healthz", response_class=PlainTextResponse)
+    def healthz() -> str:
+        return "ok"
+
+    def route(r: Any, **kw: Any) -> Callable:
+        return api.api_route(r.path, methods=[r.method], **kw)
+
+    @route(routes.INFO, response_model=Info)
+    def info() -> Info:
+        return Info(version=airside.__version__, driver=repo.driver.name, volumes=len(repo.volumes))
+
+    @route(routes.CREATE_VOLUME, response_model=Volume, status_code=201)
+    def create_volume(spec: VolumeSpec) -> Volume:
+        return repo.create(spec)
+
+    @route(routes.IMPORT_VOLUME, response_model=Volume, status_code=201)
+    async def import_volume(
+        request: Request,
+        handle: Annotated[Handle | None, Query()] = None,
+        privileged: bool = False,
+        ttl: Annotated[float, Query(ge=0)] = 0.0,
+        encoding: Encoding = "raw",
+        property: Annotated[list[str] | None, Query(description="name=value, repeatable")] = None,
+    ) -> Volume:
+        props = {}
+        for p in property or []:
+            name, sep, value = p.partition("=")
+            if not sep:
+                raise HTTPException(422, f"property {p!r}: expected name=value")
+            props[name] = value
+        spec = VolumeSpec(handle=handle, privileged=privileged, ttl=ttl, properties=props)
+        return await _feed_thread(request, lambda chunks: repo.import_(spec, chunks, encoding))
+
+    @route(routes.LIST_VOLUMES, response_model=list[Volume])
+    def list_volumes(request: Request) -> list[Volume]:
+        return repo.list(dict(request.query_params))
+
+    @route(routes.GET_VOLUME, response_model=Volume)
+    def get_volume(handle: str) -> Volume:
+        return repo.get(handle)
+
+    @route(routes.SET_PROPERTY, response_model=Volume)
+    def set_property(handle: str, name: PropName, body: PropertyValue) -> Volume:
+        return repo.set_property(handle, name, body.value)
+
+    @route(routes.SET_TTL, response_model=Volume)
+    def set_ttl(handle: str, body: TTL) -> Volume:
+        return repo.set_ttl(handle, body.ttl)
+
+    @route(routes.DESTROY_VOLUME)
+    def destroy_volume(handle: str, cascade: bool = False) -> dict:
+        return {"destroyed": repo.destroy(handle, cascade=cascade)}
+
+    @route(routes.VOLUME_SIZE, response_model=Size)
+    def volume_size(handle: str) -> Size:
+        return Size(bytes=repo.size(handle))
+
+    @route(routes.STREAM_IN, response_model=StreamResult)
+    async def stream_in(request: Request, handle: str, path: str = "", encoding: Encoding = "raw") -> StreamResult:
+        repo.readable(handle)  # 404/409 before reading the body
+        entries = await _feed_thread(request, lambda chunks: repo.stream_in(handle, path, chunks, encoding))
+        return StreamResult(entries=entries)
+
+    @route(routes.STREAM_FROM, response_model=StreamResult)
+    async def stream_from(handle: str, body: StreamFrom) -> StreamResult:
+        repo.readable(handle)
+        entries = await asyncio.to_thread(repo.stream_in, handle, body.dest_path, peer_chunks(body, token),
+                                          body.encoding)
+        return StreamResult(entries=entries)
+
+    @route(routes.STREAM_OUT)
+    async def stream_out(handle: str, path: str = "", encoding: Encoding = "raw") -> StreamingResponse:
+        cmd = repo.tar_command(handle, path)
+        proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE)
+        comp = _compressor(encoding)
+
+        async def body() -> AsyncIterator[bytes]:
+            assert proc.stdout is not None and proc.stderr is not None
+            try:
+                while chunk := await proc.stdout.read(CHUNK):
+                    yield comp.compress(chunk) if comp else chunk
+                if comp:
+                    yield comp.flush()
+                err = (await proc.stderr.read()).decode(errors="replace").strip()
+                if await proc.wait() != 0:
+                    LOG.error("stream-out failed", handle=handle, path=path or ".", error=err)
+                    raise RuntimeError(f"tar of volume {handle!r} path {path or '.'!r} failed: {err}")
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+
+        media = {"raw": "application/x-tar", "gzip": "application/gzip", "zstd": "application/zstd"}[encoding]
+        return StreamingResponse(body(), media_type=media)
+
+    app.include_router(api)
+    return app
+
+
+class BackgroundServer:
+    """The volume server in a daemon thread (uvicorn), for the worker and tests."""
+
+    def __init__(self, settings: Settings, app: FastAPI | None = None) -> None:
+        self.settings = settings
+        self.app = app or create_app(settings)
+        self.repository: Repository = self.app.state.repository
+        config = uvicorn.Config(self.app, host=settings.baggageclaim_bind_host, port=settings.baggageclaim_bind_port,
+                                log_level="warning", access_log=False, lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="baggageclaim", daemon=True)
+
+    def start(self, timeout: float = 30.0) -> "BackgroundServer":
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"volume server did not start on {self.settings.baggageclaim_bind_host}:"
+                    f"{self.settings.baggageclaim_bind_port} (port in use?)")
+            time.sleep(0.02)
+        return self
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+    def __enter__(self) -> "BackgroundServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve(settings: Settings) -> None:
+    app = create_app(settings)
+    LOG.info("volume server listening", url=f"http://{settings.baggageclaim_bind_host}:{settings.baggageclaim_bind_port}",
+             volumes_dir=str(settings.resolved_volumes_dir))
+    uvicorn.run(app, host=settings.baggageclaim_bind_host, port=settings.baggageclaim_bind_port,
+                log_level="warning", access_log=False)
+

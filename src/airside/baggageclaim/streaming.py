@@ -1,0 +1,284 @@
+"""Tar streams into and out of volumes, with the safety rules of stream-in.
+
+Stream-in reads a tar stream (raw, gzip or zstd) with `tarfile` in stream mode and checks every entry
+before it is written (`EntryCheck`, the tarfile extraction filter):
+
+- names: no absolute paths, no ``..``; the entry's parents inside the volume must be real
+  directories, never symlinks (nothing is ever written through a symlink, so nothing lands outside);
+- symlinks: a relative target must stay inside the volume; an absolute target is refused unless the
+  volume is privileged (a container root file system, where ``/`` means the volume);
+- hard links: to a regular file already in the volume (inside it, not a symlink);
+- device nodes only in privileged volumes; setuid/setgid bits are cleared in unprivileged ones;
+- an existing non-directory at an entry's path is replaced (unlinked first, never written through);
+- the body stops at ``limit`` bytes.
+Every refusal names the entry. Owners (numeric), modes and mtimes are kept.
+
+Stream-out runs GNU ``tar`` (which never follows symlinks) on the volume's sub-path.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import stat
+import tarfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import zstandard
+
+from airside.baggageclaim.errors import BadStream, InvalidRequest, StreamTooLarge
+
+ENCODINGS = ("raw", "gzip", "zstd")
+BUF = 1 << 20
+
+
+def _parts(name: str, what: str) -> list[str]:
+    if "\x00" in name:
+        raise InvalidRequest(f"{what} {name!r}: NUL byte in path")
+    if name.startswith("/"):
+        raise InvalidRequest(f"{what} {name!r}: absolute path (paths must be relative to the volume)")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise InvalidRequest(f"{what} {name!r}: path traversal (..) is not allowed")
+    return parts
+
+
+def sub_path(data: Path, sub: str, *, must_exist: bool) -> Path:
+    """data/sub, refusing absolute paths, `..` and symlinks on the way (named in the error)."""
+    parts = _parts(sub or ".", "path")
+    here = data
+    for i, p in enumerate(parts):
+        here = here / p
+        try:
+            st = os.lstat(here)
+        except FileNotFoundError:
+            if must_exist:
+                raise InvalidRequest(f"path {sub!r}: {'/'.join(parts[: i + 1])} does not exist in the volume") from None
+            return data.joinpath(*parts)
+        if stat.S_ISLNK(st.st_mode):
+            raise InvalidRequest(f"path {sub!r}: {'/'.join(parts[: i + 1])} is a symlink")
+        if i < len(parts) - 1 and not stat.S_ISDIR(st.st_mode):
+            raise InvalidRequest(f"path {sub!r}: {'/'.join(parts[: i + 1])} is not a directory")
+    return here
+
+
+class ChunkReader(io.RawIOBase):
+    """A readable file over an iterator of byte chunks that stops past `limit` bytes."""
+
+    def __init__(self, chunks: Iterable[bytes], limit: int) -> None:
+        self.chunks: Iterator[bytes] = iter(chunks)
+        self.limit, self.total = limit, 0
+        self.buf, self.pos = memoryview(b""), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: memoryview) -> int:  # type: ignore[override]
+        while self.pos >= len(self.buf):
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                return 0
+            if self.total >= self.limit:
+                raise StreamTooLarge(f"body is larger than the limit of {self.limit} bytes")
+            chunk = chunk[: self.limit - self.total + 1]  # hand out up to the limit; fail on the byte after it
+            self.total += len(chunk)
+            if self.total > self.limit:
+                chunk = chunk[:-1]
+            self.buf, self.pos = memoryview(chunk), 0
+        n = min(len(b), len(self.buf) - self.pos)
+        b[:n] = self.buf[self.pos : self.pos + n]
+        self.pos += n
+        return n
+
+
+class EntryCheck:
+    """The tarfile extraction filter for one stream-in (see the module docstring)."""
+
+    def __init__(self, data: Path, sub_parts: list[str], privileged: bool) -> None:
+        self.data, self.sub_parts, self.privileged = data, sub_parts, privileged
+        self.real_dirs: set[tuple[str, ...]] = set()
+        self.current = ""
+        self.entries = 0
+
+    def _check_parents(self, rel: list[str], entry: str) -> None:
+        for i in range(1, len(rel)):
+            key = tuple(rel[:i])
+            if key in self.real_dirs:
+                continue
+            try:
+                st = os.lstat(self.data.joinpath(*key))
+            except FileNotFoundError:
+                self.real_dirs.update(tuple(rel[:j]) for j in range(i, len(rel)))  # tarfile makes them
+                return
+            if stat.S_ISLNK(st.st_mode):
+                raise InvalidRequest(f"entry {entry!r}: its parent {'/'.join(key)} is a symlink; not writing through it")
+            if not stat.S_ISDIR(st.st_mode):
+                raise InvalidRequest(f"entry {entry!r}: its parent {'/'.join(key)} is not a directory")
+            self.real_dirs.add(key)
+
+    def __call__(self, member: tarfile.TarInfo, _dest: str) -> tarfile.TarInfo:
+        entry = member.name
+        self.current = entry
+        parts = _parts(entry, "entry")
+        rel = self.sub_parts + parts
+        changes: dict = {"name": "/".join(parts) or "."}
+        if not parts and not member.isdir():
+            raise InvalidRequest(f"entry {entry!r}: only a directory may name the destination itself")
+        self._check_parents(rel, entry)
+
+        if member.issym():
+            target = member.linkname
+            if target.startswith("/"):
+                if not self.privileged:
+                    raise InvalidRequest(
+                        f"entry {entry!r}: symlink to absolute path {target!r} points outside the volume "
+                        "(allowed only in privileged volumes, where / is the volume root)")
+            else:
+                depth = list(rel[:-1])
+                for p in target.split("/"):
+                    if p in ("", "."):
+                        continue
+                    if p == "..":
+                        if not depth:
+                            raise InvalidRequest(f"entry {entry!r}: symlink to {target!r} points outside the volume")
+                        depth.pop()
+                    else:
+                        depth.append(p)
+        elif member.islnk():
+            lparts = _parts(member.linkname, f"entry {entry!r}: hard link target")
+            lrel = self.sub_parts + lparts
+            self._check_parents(lrel, entry)
+            try:
+                st = os.lstat(self.data.joinpath(*lrel))
+            except FileNotFoundError:
+                st = None
+            if st is None or not stat.S_ISREG(st.st_mode):
+                raise InvalidRequest(
+                    f"entry {entry!r}: hard link to {member.linkname!r}, which is not a regular file in the volume")
+            changes["linkname"] = "/".join(lparts)
+        elif (member.ischr() or member.isblk()) and not self.privileged:
+            raise InvalidRequest(f"entry {entry!r}: device node (only privileged volumes may hold device nodes)")
+
+        if not self.privileged and member.mode & (stat.S_ISUID | stat.S_ISGID):
+            changes["mode"] = member.mode & ~(stat.S_ISUID | stat.S_ISGID)
+
+        if parts:
+            path = self.data.joinpath(*rel)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                st = None
+            if st is not None:
+                if stat.S_ISDIR(st.st_mode):
+                    if not member.isdir():
+                        raise InvalidRequest(f"entry {entry!r}: would replace a directory with a non-directory")
+                else:
+                    os.unlink(path)  # replace, never write through an existing symlink or hard link
+            if member.isdir():
+                self.real_dirs.add(tuple(rel))
+        self.entries += 1
+        return member.replace(**changes, deep=False)
+
+
+def _decoded(raw: BinaryIO, encoding: str) -> tuple[BinaryIO, str]:
+    if encoding == "zstd":
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_size=BUF), "r|"  # type: ignore[return-value]
+    if encoding == "gzip":
+        return raw, "r|gz"
+    if encoding == "raw":
+        return raw, "r|"
+    raise InvalidRequest(f"encoding {encoding!r}: choose one of {', '.join(ENCODINGS)}")
+
+
+def _empty_or_missing(p: Path) -> bool:
+    try:
+        return not any(os.scandir(p))
+    except FileNotFoundError:
+        return True
+
+
+def _undo(dest: Path) -> None:
+    """Removes what a failed stream wrote into a destination that was empty before."""
+    for e in os.scandir(dest):
+        if e.is_dir(follow_symlinks=False):
+            shutil.rmtree(e.path)
+        else:
+            os.unlink(e.path)
+
+
+def _created_from(data: Path, sub_parts: list[str]) -> Path | None:
+    here = data
+    for p in sub_parts:
+        here = here / p
+        if not os.path.lexists(here):
+            return here
+    return None
+
+
+def extract(chunks: Iterable[bytes], data: Path, sub: str, *, privileged: bool, encoding: str = "raw",
+            limit: int) -> tuple[int, bool]:
+    """Streams a tar into data/sub. Returns (entries written, True).
+
+    On failure raises a VolumeError naming the entry. If the destination was empty or missing before,
+    what was written is removed first (the volume is as it was); otherwise the caller must mark the
+    volume failed: the error then has ``restored = False``.
+    """
+    dest = sub_path(data, sub, must_exist=False)
+    sub_parts = _parts(sub or ".", "path")
+    first_missing = _created_from(data, sub_parts)
+    restorable = _empty_or_missing(dest)
+    check = EntryCheck(data, sub_parts, privileged)
+    raw = ChunkReader(chunks, limit)  # unbuffered: the limit trips while reading the entry that crosses it
+    fileobj, mode = _decoded(raw, encoding)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        try:
+            with tarfile.open(fileobj=fileobj, mode=mode, bufsize=BUF) as tf:
+                tf.copybufsize = BUF
+                tf.extractall(str(dest), numeric_owner=True, filter=check)
+        except (tarfile.ReadError, tarfile.CompressionError, EOFError, zstandard.ZstdError) as e:
+            where = f"after entry {check.current!r}" if check.current else "before the first entry"
+            raise BadStream(f"not a readable {encoding} tar stream {where}: {e}") from e
+        except tarfile.ExtractError as e:
+            raise InvalidRequest(f"entry {check.current!r}: {e}") from e
+        except OSError as e:
+            raise OSError(e.errno, f"writing entry {check.current!r} failed: {e.strerror or e}") from e
+    except BaseException as e:
+        if isinstance(e, StreamTooLarge) and check.current:
+            e.message = f"{e.message} (while reading entry {check.current!r})"
+        e.restored = restorable  # type: ignore[attr-defined]
+        if restorable:
+            if first_missing is not None:
+                shutil.rmtree(first_missing, ignore_errors=True)
+            else:
+                _undo(dest)
+        raise
+    return check.entries, True
+
+
+def tar_command(data: Path, sub: str) -> list[str]:
+    """The `tar` command that writes data/sub as a tar stream to stdout (a file: just that file)."""
+    target = sub_path(data, sub, must_exist=True)
+    common = ["tar", "--numeric-owner", "--sparse", "-cf", "-"]
+    if target.is_dir():
+        return [*common, "-C", str(target), "."]
+    return [*common, "-C", str(target.parent), target.name]
+
+
+def iter_tar(data: Path, sub: str = "", chunk: int = BUF) -> Iterator[bytes]:
+    """Synchronous stream-out (for in-process callers and tests): tar of data/sub."""
+    import subprocess
+
+    proc = subprocess.Popen(tar_command(data, sub), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    try:
+        while block := proc.stdout.read(chunk):
+            yield block
+    finally:
+        proc.stdout.close()
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        if proc.wait() != 0:
+            raise OSError(f"tar of {sub or '.'} failed: {err.strip()}")
