@@ -249,12 +249,11 @@ def extract(chunks: Iterable[bytes], data: Path, sub: str, *, privileged: bool, 
     except BaseException as e:
         if isinstance(e, StreamTooLarge) and check.current:
             e.message = f"{e.message} (while reading entry {check.current!r})"
-        e.restored = restorable  # type: ignore[attr-defined]
-        if restorable:
-            if first_missing is not None:
-                shutil.rmtree(first_missing, ignore_errors=True)
-            else:
-                _undo(dest)
+        e.restored = restorable or check.entries == 0  # type: ignore[attr-defined]
+        if restorable and first_missing is not None:
+            shutil.rmtree(first_missing, ignore_errors=True)
+        elif restorable and check.entries:
+            _undo(dest)
         raise
     return check.entries, True
 
