@@ -38,7 +38,9 @@ def probe(volumes_dir: Path) -> str | None:
             mounts.mount("overlay", tmp / "merged", "overlay",
                          f"lowerdir={tmp / 'lower'},upperdir={tmp / UPPER},workdir={tmp / WORK}")
         except OSError as e:
-            return f"mounting overlay in {volumes_dir} (a {mounts.fs_type(volumes_dir)} filesystem) failed: {e.strerror}"
+            fstype = mounts.fs_type(volumes_dir)
+            on = "an overlay filesystem, such as a container's root" if fstype == "overlay" else fstype
+            return f"mounting overlay in {volumes_dir} (on {on}) failed: {os.strerror(e.errno or 0)}"
         try:
             (tmp / "merged" / "f").write_text("upper")
             ok = (tmp / UPPER / "f").read_text() == "upper" and (tmp / "lower" / "f").read_text() == "lower"
