@@ -1,1 +1,30 @@
-"""Runtime interface and backends: oci (runc), process, kubernetes (issues 6, 7)."""
+"""Runtime interface and backends: oci (runc), process, kubernetes (issues 6, 7).
+
+`get_runtime(name, state_dir)` builds a backend; backends are imported only when asked for, so the
+kubernetes client is never imported by a worker that runs runc.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import ContainerSpec, ExitStatus, Limits, LogChunk, Mount, Runtime, RuntimeError_
+
+__all__ = [
+    "ContainerSpec", "ExitStatus", "Limits", "LogChunk", "Mount", "Runtime", "RuntimeError_", "RUNTIMES", "get_runtime",
+]  # fmt: skip
+
+RUNTIMES = ("oci", "process")
+
+
+def get_runtime(name: str, state_dir: Path, **options: object) -> Runtime:
+    """A runtime by name: "oci" (runc; option `runc`) or "process" (no isolation)."""
+    if name == "oci":
+        from .oci import OCIRuntime
+
+        return OCIRuntime(Path(state_dir), **options)  # type: ignore[arg-type]
+    if name == "process":
+        from .process import ProcessRuntime
+
+        return ProcessRuntime(Path(state_dir))
+    raise RuntimeError_(f"unknown runtime {name!r}: choose one of {', '.join(RUNTIMES)}")

@@ -60,6 +60,8 @@ class ContainerSpec:
     mounts: list[Mount] = field(default_factory=list)
     limits: Limits = field(default_factory=Limits)
     privileged: bool = False
+    image: str = ""  # a name for the image, used in error messages (e.g. an unknown run.user)
+    network: str = "loopback"  # "loopback": own network namespace with only lo; "host": the host's network
 
 
 @dataclass(frozen=True)
