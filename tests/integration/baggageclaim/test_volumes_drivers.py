@@ -128,3 +128,15 @@ def test_a_dir_made_by_one_driver_refuses_another(tmpfs: Path) -> None:
     repo.create(spec("p"))
     with pytest.raises(DriverUnavailable, match="made by the overlay driver, not naive.*--baggageclaim-driver overlay"):
         open_repo("naive", tmpfs / "v")
+
+
+def test_airside_baggageclaim_refuses_overlay_on_an_overlay_root_at_start(overlay_root: Path) -> None:
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [sys.executable, "-m", "airside.cli", "baggageclaim", "--baggageclaim-driver", "overlay",
+         "--volumes-dir", str(overlay_root / "v"), "--data-dir", str(overlay_root / "data"),
+         "--baggageclaim-bind-port", "0"], capture_output=True, text=True, timeout=60)
+    assert res.returncode != 0
+    assert "overlay driver unavailable" in res.stderr and "--baggageclaim-driver naive" in res.stderr

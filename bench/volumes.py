@@ -1,0 +1,183 @@
+"""Volume drivers and streams, as ratios measured in one run (needs root: mounts, loop devices).
+
+Builds a parent tree of N files (default 20,000, ~500 MB total, 100 per directory), then:
+
+1. per driver (naive, overlay, btrfs), in-process on a volume dir under --dir (btrfs: the driver
+   loop-mounts its own image there): time to create a copy-on-write child of that parent
+   (median of several for overlay/btrfs). Ratio: naive child time / driver child time
+   (target ≥ 100 for overlay and btrfs);
+2. naive copy against `cp -a` of the same tree on the same filesystem: cp time / naive time
+   (target ≥ 0.8);
+3. stream the parent from one `airside baggageclaim` process to another on loopback
+   (stream-from: tar out of server A, extract with the safety checks in server B) against a local
+   `tar -C src -cf - . | tar -C dst -xf -` pipe: pipe time / stream time (target ≥ 0.8).
+
+    sudo python bench/volumes.py [--files 20000] [--mb 500] [--dir /var/tmp]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.pg import free_port  # noqa: E402
+
+from airside.baggageclaim import detect, mounts  # noqa: E402
+from airside.baggageclaim.client import VolumeClient  # noqa: E402
+from airside.baggageclaim.filesystem import Filesystem  # noqa: E402
+from airside.baggageclaim.repository import Repository  # noqa: E402
+from airside.baggageclaim.schemas import Strategy, VolumeSpec  # noqa: E402
+from airside.core import log  # noqa: E402
+
+TOKEN = "bench-token"
+
+
+def make_tree(root: Path, files: int, total_mb: int) -> None:
+    pool = os.urandom(4 << 20)
+    avg = (total_mb << 20) // files
+    for i in range(files):
+        d = root / f"d{i // 100:04d}"
+        if i % 100 == 0:
+            d.mkdir(parents=True)
+        size = avg // 2 + (i * 7919) % avg  # sizes spread around the average
+        off = (i * 104729) % (len(pool) - size)
+        (d / f"f{i:05d}").write_bytes(pool[off : off + size])
+
+
+def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def sh(*cmd: str) -> None:
+    subprocess.run(list(cmd), check=True)
+
+
+def drop(path: Path) -> None:
+    for point in reversed(mounts.mounts_under(path)):
+        subprocess.run(["umount", "-l", point], capture_output=True)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def child_times(name: str, base: Path, tree: Path, runs: int) -> float:
+    driver, root = detect.choose(name, base / name, btrfs_image_mib=4096)
+    repo = Repository(Filesystem(root, driver), driver)
+    repo.recover()
+    parent = repo.create(VolumeSpec(handle="parent"))
+    sh("cp", "-a", f"{tree}/.", parent.path)
+    os.sync()
+    times = [timed(lambda i=i: repo.create(VolumeSpec(handle=f"c{i}", strategy=Strategy(type="cow", parent="parent"))))
+             for i in range(runs)]
+    repo.destroy("parent", cascade=True)
+    return statistics.median(times)
+
+
+def start_server(volumes_dir: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "airside.cli", "baggageclaim", "--volumes-dir", str(volumes_dir),
+         "--baggageclaim-driver", "naive", "--baggageclaim-bind-port", str(port), "--baggageclaim-token", TOKEN,
+         "--data-dir", str(volumes_dir.parent / "data"), "--log-level", "warning"])
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/healthz").status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError("volume server did not start")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--files", type=int, default=20_000)
+    ap.add_argument("--mb", type=int, default=500)
+    ap.add_argument("--dir", type=Path, default=Path("/var/tmp"))
+    ap.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench/volumes.py needs root (mounts, loop devices)")
+    log.configure("warning", "console")
+    base = Path(tempfile.mkdtemp(prefix="airside-bench-volumes-", dir=args.dir))
+    procs: list[subprocess.Popen] = []
+    try:
+        tree = base / "tree"
+        t = timed(lambda: make_tree(tree, args.files, args.mb))
+        size = sum(f.stat().st_size for f in tree.rglob("*") if f.is_file())
+        print(f"parent: {args.files} files, {size / 1e6:.0f} MB in {base} ({mounts.fs_type(base)}), made in {t:.1f}s")
+
+        # 2. naive copy against cp -a (alternating, best of two each)
+        cp_t, naive_t = [], []
+        driver, root = detect.choose("naive", base / "naive-copy")
+        repo = Repository(Filesystem(root, driver), driver)
+        parent = repo.create(VolumeSpec(handle="parent"))
+        sh("cp", "-a", f"{tree}/.", parent.path)
+        for i in range(2):
+            os.sync()
+            cp_t.append(timed(lambda i=i: sh("cp", "-a", str(tree), str(base / f"cp{i}"))))
+            os.sync()
+            naive_t.append(timed(lambda i=i: repo.create(
+                VolumeSpec(handle=f"n{i}", strategy=Strategy(type="cow", parent="parent")))))
+        repo.destroy("parent", cascade=True)
+        naive_child = min(naive_t)
+
+        # 1. COW child per driver
+        results = {"naive": naive_child}
+        for name in ("overlay", "btrfs"):
+            try:
+                results[name] = child_times(name, base, tree, args.runs)
+            except Exception as e:  # noqa: BLE001 - report a driver that cannot run here and go on
+                print(f"{name}: unavailable: {e}")
+        print("\nCOW child of the parent (median):")
+        for name, sec in results.items():
+            ratio = "" if name == "naive" else f"  naive/{name} = {naive_child / sec:,.0f}x  (target >= 100x)"
+            print(f"  {name:8s} {sec * 1000:10.2f} ms{ratio}")
+        print(f"\nnaive copy {min(naive_t):.2f}s vs cp -a {min(cp_t):.2f}s: "
+              f"cp/naive = {min(cp_t) / min(naive_t):.2f}x  (target >= 0.8x)")
+
+        # 3. stream between two servers against a tar pipe
+        pipe_t = []
+        for i in range(2):
+            dst = base / f"pipe{i}"
+            dst.mkdir()
+            os.sync()
+            pipe_t.append(timed(lambda dst=dst: sh("sh", "-c", f"tar -C {tree} -cf - . | tar -C {dst} -xf -")))
+            shutil.rmtree(dst)
+        pa, url_a = start_server(base / "server-a")
+        pb, url_b = start_server(base / "server-b")
+        procs += [pa, pb]
+        stream_t = []
+        with VolumeClient(url_a, TOKEN) as a, VolumeClient(url_b, TOKEN) as b:
+            src = a.create("src")
+            sh("cp", "-a", f"{tree}/.", src.path)
+            for i in range(2):
+                b.create(f"dst{i}")
+                os.sync()
+                stream_t.append(timed(lambda i=i: b.stream_from(f"dst{i}", url=url_a, source="src")))
+                got = b.size(f"dst{i}")
+                assert got == size, f"streamed {got} bytes, expected {size}"
+                b.destroy(f"dst{i}")
+        print(f"stream A->B over loopback {min(stream_t):.2f}s vs tar | tar {min(pipe_t):.2f}s: "
+              f"pipe/stream = {min(pipe_t) / min(stream_t):.2f}x  (target >= 0.8x)")
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait()
+        drop(base)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
