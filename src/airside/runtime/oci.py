@@ -22,6 +22,7 @@ import os
 import resource
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from airside.core import log as logging
@@ -320,6 +321,12 @@ class OCIRuntime(SupervisedRuntime):
             _mkdirs_in(Path(best.source), d[len(best.destination.rstrip("/")) :], uid, gid)
 
     def _deliver(self, handle: str, sig: int) -> None:
+        cdir = self.cdir(handle)
+        deadline = time.monotonic() + 10
+        while not (cdir / "pid").exists():  # runc is still creating the container
+            if self.status(handle) != "running" or time.monotonic() > deadline:
+                return
+            time.sleep(0.02)
         r = subprocess.run(self._runc("kill", handle, str(int(sig))), capture_output=True, text=True)
         if r.returncode != 0 and self.status(handle) == "running":
             msg = r.stderr.strip().splitlines()[-1:] or [""]

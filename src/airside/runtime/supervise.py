@@ -258,11 +258,13 @@ class SupervisedRuntime(Runtime):
         cdir = self.cdir(handle)
         if not cdir.exists():
             return
-        self._teardown(handle)
-        # the supervisor records the exit and leaves; give it a moment, then make sure it is gone
-        deadline = time.monotonic() + 10
-        while self._shim_alive(handle, cdir) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        # kill the task; repeat while the supervisor lives, in case the task was still being created
+        deadline = time.monotonic() + 15
+        while True:
+            self._teardown(handle)
+            if not (cdir / "shim.pid").exists() or not self._shim_alive(handle, cdir) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         if (pid := pid_alive(cdir / "shim.pid")) is not None:
             log.warning("supervisor did not exit; killing it", handle=handle, pid=pid)
             try:
