@@ -25,9 +25,14 @@ gobuild() {
   info "$name $ver built in $((SECONDS - t0))s"
 }
 
-# modules whose go.mod carries replace directives need a wrapper module
-wrapbuild() { # NAME VERSION MODULE PKG OUTNAME [ldflags]
-  local name="$1" ver="$2" module="$3" pkg="$4" outname="$5" ld="${6:-}"
+# modules whose go.mod carries replace/exclude directives cannot be
+# `go install`ed; build them from a throwaway wrapper module instead.
+# wrapbuild NAME VERSION MODULE [env...] -- go build args... -- PKG...
+wrapbuild() {
+  local name="$1" ver="$2" module="$3"; shift 3
+  local envs=() args=()
+  while [[ "$1" != "--" ]]; do envs+=("$1"); shift; done; shift
+  while [[ "$1" != "--" ]]; do args+=("$1"); shift; done; shift
   local out="$COMP/$name-$ver"
   if is_done "$out"; then info "$name $ver: cached"; return 0; fi
   rm -rf "$out"; mkdir -p "$out/bin" "$out/wrapper"
@@ -36,23 +41,32 @@ wrapbuild() { # NAME VERSION MODULE PKG OUTNAME [ldflags]
   ( cd "$out/wrapper"
     printf 'module airside.local/%sbuild\n\ngo 1.24.0\n' "$name" > go.mod
     go get "$module@$ver" >/dev/null 2>&1 || go get "$module@$ver"
-    CGO_ENABLED=0 go build -p "$GO_BUILD_P" -trimpath -ldflags "-s -w $ld" -o "$out/bin/$outname" "$pkg"
+    env CGO_ENABLED=0 "${envs[@]}" go build -p "$GO_BUILD_P" -trimpath "${args[@]}" -o "$out/bin/" "$@"
   ) || die "building $name $ver via wrapper module failed"
+  rm -rf "$out/wrapper"
   mark_done "$out"
   info "$name $ver built in $((SECONDS - t0))s"
 }
 
-wrapbuild etcd "$ETCD_VERSION" go.etcd.io/etcd/server/v3 go.etcd.io/etcd/server/v3 etcd
+wrapbuild etcd "$ETCD_VERSION" go.etcd.io/etcd/server/v3 -- -ldflags "-s -w" -- go.etcd.io/etcd/server/v3
+# go names a .../server/v3 main package "server"
+e="$COMP/etcd-$ETCD_VERSION/bin"; [[ -x "$e/etcd" || ! -x "$e/server" ]] || mv "$e/server" "$e/etcd"
 gobuild coredns "$COREDNS_VERSION" -- -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION"
 gobuild local-path-provisioner "$LOCAL_PATH_VERSION" -- \
   -ldflags "-s -w -X main.VERSION=$LOCAL_PATH_VERSION" "github.com/rancher/local-path-provisioner@$LOCAL_PATH_VERSION"
-gobuild kindnetd "${KINDNETD_COMMIT:0:12}" -- -ldflags "-s -w" \
-  "sigs.k8s.io/kind/images/kindnetd/cmd/kindnetd@$KINDNETD_COMMIT"
-gobuild containerd "$CONTAINERD_VERSION" -- -tags "no_aufs no_zfs no_btrfs no_devmapper" \
-  -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION" \
-  "github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD_VERSION" \
-  "github.com/containerd/containerd/v2/cmd/ctr@$CONTAINERD_VERSION" \
-  "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION"
+# kindnetd is a nested module that some module proxies/mirrors do not carry;
+# without it build-images.sh uses images/kindnet-lite instead.
+if ! ( gobuild kindnetd "${KINDNETD_COMMIT:0:12}" -- -ldflags "-s -w" \
+       "sigs.k8s.io/kind/images/kindnetd/cmd/kindnetd@$KINDNETD_COMMIT" ); then
+  rm -rf "$COMP/kindnetd-${KINDNETD_COMMIT:0:12}"
+  warn "kindnetd@${KINDNETD_COMMIT:0:12} is not available from $GOPROXY; the node will use airside's kindnet-lite agent instead"
+fi
+wrapbuild containerd "$CONTAINERD_VERSION" github.com/containerd/containerd/v2 -- \
+  -tags "no_aufs no_zfs no_btrfs no_devmapper" \
+  -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION" -- \
+  github.com/containerd/containerd/v2/cmd/containerd \
+  github.com/containerd/containerd/v2/cmd/ctr \
+  github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
 if ! is_done "$COMP/runc-$RUNC_VERSION"; then
   need gcc "C compiler for runc (apt-get install gcc libc6-dev)"
   [[ -e /usr/include/seccomp.h ]] || die "missing libseccomp headers for runc (apt-get install libseccomp-dev pkg-config)"

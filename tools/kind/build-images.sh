@@ -20,7 +20,7 @@ IMG_DIR="$KIND_TOOLS_DIR/images"
 mkdir -p "$WORK"
 
 for d in "$KBIN" "$COMP/etcd-$ETCD_VERSION" "$COMP/coredns-$COREDNS_VERSION" "$COMP/pause-$K8S_VERSION" \
-         "$COMP/kindnetd-${KINDNETD_COMMIT:0:12}" "$COMP/local-path-provisioner-$LOCAL_PATH_VERSION" \
+         "$COMP/local-path-provisioner-$LOCAL_PATH_VERSION" \
          "$COMP/containerd-$CONTAINERD_VERSION" "$COMP/runc-$RUNC_VERSION" "$COMP/crictl-$CRICTL_VERSION" \
          "$COMP/cni-plugins-$CNI_PLUGINS_VERSION"; do
   [[ -f "$d/.done" || "$d" == "$KBIN" ]] || die "missing build output $d (run build-components.sh)"
@@ -44,8 +44,8 @@ dbuild() {
   cp "$IMG_DIR/$df" "$c/Dockerfile"
   cp "$bin" "$c/$(basename "$bin")"; chmod 0755 "$c/$(basename "$bin")"
   info "docker build $tag"
-  docker build -q --label "airside.key=$KEY" --build-arg "BIN=$(basename "$bin")" --build-arg "DEST=$dest" \
-    "$@" -t "$tag" "$c" >/dev/null || die "docker build of $tag failed"
+  docker_build --label "airside.key=$KEY" --build-arg "BIN=$(basename "$bin")" --build-arg "DEST=$dest" \
+    "$@" -t "$tag" "$c" || die "docker build of $tag failed"
 }
 
 # 1. Debian iptables base for kube-proxy / kindnetd / local-path
@@ -54,7 +54,7 @@ if ! have_image "$IPT"; then
   c="$CTX/iptables-base"; rm -rf "$c"; mkdir -p "$c"
   cp "$IMG_DIR/iptables-base.Dockerfile" "$c/Dockerfile"; cp "$IMG_DIR/iptables-wrapper" "$c/"
   info "docker build $IPT"
-  docker build -q --build-arg "BASE=$IPT_ROOTFS" -t "$IPT" "$c" >/dev/null || die "building $IPT failed"
+  docker_build --build-arg "BASE=$IPT_ROOTFS" -t "$IPT" "$c" || die "building $IPT failed"
 fi
 
 # 2. component images, tagged with the names kubeadm/kind use
@@ -65,12 +65,16 @@ dbuild "registry.k8s.io/kube-proxy:$K8S_VERSION" debian.Dockerfile "$KBIN/kube-p
 dbuild "registry.k8s.io/etcd:$ETCD_IMAGE_TAG" static.Dockerfile "$COMP/etcd-$ETCD_VERSION/bin/etcd" /usr/local/bin/etcd
 dbuild "registry.k8s.io/coredns/coredns:$COREDNS_VERSION" coredns.Dockerfile "$COMP/coredns-$COREDNS_VERSION/bin/coredns" /coredns
 dbuild "registry.k8s.io/pause:$PAUSE_IMAGE_TAG" pause.Dockerfile "$COMP/pause-$K8S_VERSION/bin/pause" /pause
-dbuild "kindest/kindnetd:$KINDNETD_IMAGE_TAG" kindnetd.Dockerfile "$COMP/kindnetd-${KINDNETD_COMMIT:0:12}/bin/kindnetd" /usr/bin/kindnetd --build-arg "BASE=$IPT"
+if [[ -f "$COMP/kindnetd-${KINDNETD_COMMIT:0:12}/.done" ]]; then
+  dbuild "kindest/kindnetd:$KINDNETD_IMAGE_TAG" kindnetd.Dockerfile "$COMP/kindnetd-${KINDNETD_COMMIT:0:12}/bin/kindnetd" /usr/bin/kindnetd --build-arg "BASE=$IPT"
+else
+  KEY="$KEY-lite" dbuild "kindest/kindnetd:$KINDNETD_IMAGE_TAG" kindnetd.Dockerfile "$IMG_DIR/kindnet-lite" /usr/bin/kindnetd --build-arg "BASE=$IPT"
+fi
 dbuild "kindest/local-path-provisioner:$LOCAL_PATH_IMAGE_TAG" debian.Dockerfile \
   "$COMP/local-path-provisioner-$LOCAL_PATH_VERSION/bin/local-path-provisioner" /usr/local/bin/local-path-provisioner --build-arg "BASE=$IPT"
 # the helper only needs sh/mkdir/rm: the Debian base itself
 if ! image_current "kindest/local-path-helper:$LOCAL_PATH_HELPER_IMAGE_TAG"; then
-  docker build -q --label "airside.key=$KEY" -t "kindest/local-path-helper:$LOCAL_PATH_HELPER_IMAGE_TAG" - >/dev/null <<<"FROM $IPT" \
+  docker_build --label "airside.key=$KEY" -t "kindest/local-path-helper:$LOCAL_PATH_HELPER_IMAGE_TAG" - <<<"FROM $IPT" \
     || die "building local-path-helper failed"
 fi
 
@@ -110,7 +114,7 @@ cp "$IMG_DIR/ctr-shim" "$c/files/usr/local/sbin/ctr"
 chmod 0755 "$c/files/usr/local/bin/"* "$c/files/usr/local/sbin/"* "$c/files/opt/cni/bin/"*
 cp "$IMG_DIR/node-base.Dockerfile" "$c/Dockerfile"
 info "docker build $BASE (stage 1: rootfs + kind files + containerd/runc/crictl/CNI)"
-docker build -q --build-arg "BASE=$NODE_ROOTFS" -t "$BASE-stage1" "$c" >/dev/null || die "building $BASE failed"
+docker_build --build-arg "BASE=$NODE_ROOTFS" -t "$BASE-stage1" "$c" || die "building $BASE failed"
 
 info "pre-importing etcd/coredns/pause/kindnetd/local-path images into the base image's containerd"
 EXTRA=("registry.k8s.io/etcd:$ETCD_IMAGE_TAG" "registry.k8s.io/coredns/coredns:$COREDNS_VERSION"

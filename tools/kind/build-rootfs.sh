@@ -3,7 +3,7 @@
 # and `docker import` them. No registry is involved.
 #
 #   airside/debian-node:<suite>-<hash>      systemd + kind's node package set
-#   airside/debian-iptables:<suite>-<hash>  minbase + iptables/nftables/conntrack
+#   airside/debian-iptables:<suite>-<hash>  minbase + iptables/nftables/conntrack/curl/jq
 #                                           (kube-proxy, kindnetd, local-path-helper)
 #
 # The tarballs are cached under $KIND_CACHE/rootfs keyed by suite and package list.
@@ -14,7 +14,7 @@ MIRROR="${AIRSIDE_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SECURITY_MIRROR="${AIRSIDE_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
 
 NODE_PKGS="systemd conntrack iptables nftables iproute2 ethtool util-linux mount kmod libseccomp2 pigz fuse-overlayfs nfs-common open-iscsi bash ca-certificates curl jq procps"
-IPT_PKGS="iptables nftables conntrack iproute2"
+IPT_PKGS="iptables nftables conntrack iproute2 curl jq ca-certificates"
 
 rootfs_tag() { # name pkgs -> image tag
   local h; h="$(printf '%s\n' "$DEBIAN_SUITE" "$2" "$MIRROR" | sha256sum | cut -c1-10)"

@@ -71,3 +71,14 @@ base_image_name() { echo "kindest/base:airside-$(recipe_key)"; }
 mod_dir() {
   go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p'
 }
+
+# docker build, quiet: the legacy builder's deprecation banner and build output
+# are shown only when the build fails.
+docker_build() {
+  local log rc=0
+  log="$(mktemp)"
+  DOCKER_BUILDKIT=0 docker build -q "$@" >"$log" 2>&1 || rc=$?
+  if [[ $rc -ne 0 ]]; then grep -v -e DEPRECATED -e buildx -e 'docs.docker.com/go/buildx' "$log" >&2; fi
+  rm -f "$log"
+  return $rc
+}
