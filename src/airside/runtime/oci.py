@@ -5,7 +5,7 @@
 prepare() writes `<state_dir>/<handle>/bundle/config.json` (built by the pure `build_config()`),
 start() launches the shim, which runs `runc run --keep --bundle … --pid-file … <handle>` and records
 the exit status (reading the container's memory cgroup to tell an OOM kill), then `runc delete`s
-it. runc's own state lives in `<state_dir>/.runc`, cgroups under `/airside-<state dir hash>/<handle>`.
+it. runc's own state lives in `<state_dir>/.runc`, cgroups at `/airside/<state dir hash>.<handle>`.
 
 Isolation: pid, ipc, uts and mount namespaces and, by default, a fresh network namespace with only
 loopback (`ContainerSpec.network = "host"` shares the host's network instead). Unprivileged
@@ -244,7 +244,7 @@ class OCIRuntime(SupervisedRuntime):
         self.runc_root = self.state_dir / ".runc"
         self.runc_root.mkdir(exist_ok=True)
         key = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:10]
-        self.cgroup_parent = f"/airside-{key}"
+        self.cgroup_prefix = f"/airside/{key}."  # one parent cgroup for every airside state dir
         self.bound_caps = bounding_caps()
         v1_memory = _cgroup_root("memory")
         self.unified = v1_memory is None and Path("/sys/fs/cgroup/cgroup.controllers").exists()
@@ -286,7 +286,7 @@ class OCIRuntime(SupervisedRuntime):
                 extra_mounts.append(
                     {"destination": "/etc/resolv.conf", "type": "bind", "source": str(bundle / "resolv.conf"), "options": ["rbind", "ro"]}
                 )
-            cgroups_path = f"{self.cgroup_parent}/{spec.handle}"
+            cgroups_path = f"{self.cgroup_prefix}{spec.handle}"
             config = build_config(spec, uid, gid, extra, home, self.bound_caps, cgroups_path, self.memsw, extra_mounts)
             (bundle / "config.json").write_text(json.dumps(config, indent=1))
             command = {
@@ -335,7 +335,7 @@ class OCIRuntime(SupervisedRuntime):
 
     def _teardown(self, handle: str) -> None:
         subprocess.run(self._runc("delete", "--force", handle), capture_output=True)
-        cg = self.memory_root / self.cgroup_parent.lstrip("/") / handle
+        cg = self.memory_root / f"{self.cgroup_prefix}{handle}".lstrip("/")
         if cg.exists():
             try:
                 cg.rmdir()
