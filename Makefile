@@ -34,3 +34,6 @@ cluster-down:         ## delete the kind cluster
 
 cluster-test:         ## create the cluster (or use KUBECONFIG) and check nodes, Job, PVC, DNS
 	$(PYTEST) -m kind tests/kind -v
+
+render:               ## regenerate the committed chart/, docker/ and bosh/ from src/airside/packaging
+	$(PYTHON) -m airside.cli render --target helm && $(PYTHON) -m airside.cli render --target compose && $(PYTHON) -m airside.cli render --target bosh

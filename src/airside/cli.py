@@ -159,6 +159,8 @@ from airside.baggageclaim import commands as _baggageclaim_commands  # noqa: E40
 
 main.add_command(_baggageclaim_commands.baggageclaim)
 main.add_command(_baggageclaim_commands.volumes)
+from airside.packaging import commands as _packaging_commands  # noqa: E402
+main.add_command(_packaging_commands.render)
 
 if __name__ == "__main__":
     main()
