@@ -105,7 +105,8 @@ class WorkerProc(Proc):
     def __init__(self, tmp: Path, web: WebProc, name: str, work_dir: Path | None = None, **settings: Any) -> None:
         base = {"worker_name": name, "web_url": web.url, "worker_token": web.WORKER_TOKEN,
                 "data_dir": tmp / f"worker-{name}", "work_dir": work_dir or tmp / f"worker-{name}" / "work",
-                "heartbeat_interval": 0.3, "drain_timeout": 10}
+                "heartbeat_interval": 0.3, "drain_timeout": 10, "baggageclaim_bind_port": 0,
+                "baggageclaim_driver": "naive", "worker_runtime": "process", "reaper_interval": 1.0}
         super().__init__(["worker"], {**base, **settings}, tmp / f"worker-{name}.log")
         self.name = name
 
@@ -118,3 +119,12 @@ def state_of(client: WebClient, name: str) -> str | None:
 
 
 SIGS = signal
+
+
+def run_cli(web: WebProc, *args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Runs an `airside` client command against web as the operator."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIRSIDE_")},
+           "AIRSIDE_WEB_URL": web.url, "AIRSIDE_TOKEN": web.TOKEN, "COLUMNS": "200",
+           "AIRSIDE_DATA_DIR": str(Path(web.settings["data_dir"]).parent / "cli")}
+    return subprocess.run([sys.executable, "-m", "airside.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd)

@@ -145,6 +145,69 @@ _worker_command("prune-worker", "Remove a stalled or landed worker from the regi
 
 
 @main.command()
+@settings_options(CLIENT)
+@click.option("-c", "--config", "config", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="Task config file (Concourse task schema).")
+@click.option("-i", "--input", "inputs", multiple=True, metavar="NAME=DIR", help="Upload DIR as input NAME.")
+@click.option("-o", "--output", "outputs", multiple=True, metavar="NAME=DIR", help="Download output NAME into DIR.")
+@click.option("--tag", "build_tags", multiple=True, help="Run on a worker with this tag (repeatable).")
+def execute(config: Path, inputs: tuple[str, ...], outputs: tuple[str, ...], build_tags: tuple[str, ...],
+            **kwargs: Any) -> None:
+    """Run a task once with local inputs, stream its logs, download its outputs; exits with the task's code."""
+    from airside import execute as ex
+
+    settings, _ = _pop_settings(kwargs)
+    try:
+        with client_for(settings) as c:
+            code = ex.run(c, config, ex.parse_pairs(inputs, "input"), ex.parse_pairs(outputs, "output"),
+                          list(build_tags))
+    except WebError as e:
+        _fail(e)
+    sys.exit(code)
+
+
+@main.command()
+@settings_options(CLIENT)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("-n", "--count", default=50, show_default=True, help="How many recent builds.")
+def builds(as_json: bool, count: int, **kwargs: Any) -> None:
+    """List recent builds with their phase timestamps."""
+    settings, _ = _pop_settings(kwargs)
+    try:
+        with client_for(settings) as c:
+            bs = c.builds(count)
+    except WebError as e:
+        _fail(e)
+    if as_json:
+        click.echo(json.dumps([b.model_dump(mode="json") for b in bs], indent=2))
+        return
+
+    def span(a: float | None, b: float | None) -> str:
+        return f"{b - a:.1f}s" if a is not None and b is not None else "-"
+
+    table = Table("id", "status", "worker", "attempt", "exit", "queued", "image", "inputs", "start", "run", "reason")
+    for b in bs:
+        table.add_row(str(b.id), str(b.status), b.worker_name or "-", str(b.attempt),
+                      "-" if b.exit_code is None else str(b.exit_code), span(b.queued_at, b.placed_at),
+                      span(b.placed_at, b.image_ready_at), span(b.image_ready_at, b.inputs_ready_at),
+                      span(b.inputs_ready_at, b.started_at), span(b.started_at, b.finished_at), b.reason[:60])
+    Console().print(table)
+
+
+@main.command(name="abort-build")
+@settings_options(CLIENT)
+@click.argument("build_id", type=int)
+def abort_build(build_id: int, **kwargs: Any) -> None:
+    """Abort a build: queued builds end at once, running ones are stopped by their worker."""
+    settings, _ = _pop_settings(kwargs)
+    try:
+        with client_for(settings) as c:
+            click.echo(f"build {build_id}: {c.abort_build(build_id).status}")
+    except WebError as e:
+        _fail(e)
+
+
+@main.command()
 @settings_options(WEB, WORKER)
 def quickstart(**kwargs: Any) -> None:
     """Run web (SQLite in data_dir) and one local worker together. Ctrl-C drains and exits."""

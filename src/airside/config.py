@@ -52,6 +52,25 @@ class Settings(BaseSettings):
         None, "File of worker public keys (one `airside-ed25519 <base64>` per line) allowed to register.", WEB
     )
 
+    # --- builds and scheduling (web) ---------------------------------------------------------
+    scheduler_strategy: Literal["fewest-build-containers", "volume-locality", "random"] = _f(
+        "fewest-build-containers",
+        "How web picks a worker for a task: fewest running build containers, the worker already holding the "
+        "task's caches/image (ties: fewest containers), or random.", WEB,
+    )
+    requeue_budget: int = _f(
+        1, "Times a build interrupted by the infrastructure (worker lost, new boot epoch) is queued again before "
+        "it ends errored; 0 disables requeueing.", WEB, ge=0,
+    )
+    max_upload_bytes: int = _f(8 << 30, "Largest input/output artifact (tar, as sent) web accepts, in bytes.", WEB, gt=0)
+    artifact_ttl: float = _f(
+        86400.0, "Seconds web keeps a finished build's uploaded inputs and produced outputs.", WEB, gt=0
+    )
+    cache_ttl: float = _f(
+        7 * 86400.0, "Seconds a task cache or image volume may go unused before workers are told to destroy it.",
+        WEB, gt=0,
+    )
+
     # --- shared by web and its clients -------------------------------------------------------
     token: SecretStr | None = _f(None, "Bearer token for operator/client calls to web.", WEB, CLIENT, secret=True)
     worker_token: SecretStr | None = _f(
@@ -72,6 +91,16 @@ class Settings(BaseSettings):
     worker_key: Path | None = _f(None, "Worker private key file from `airside keygen` (instead of worker_token).", WORKER)
     work_dir: Path | None = _f(None, "Worker state directory; empty means data_dir/worker.", WORKER)
     runtime_url: str = _f("", "Runtime endpoint the worker advertises (empty: none).", WORKER)
+
+    worker_runtime: Literal["oci", "process"] = _f(
+        "oci", "How the worker runs task containers: oci (runc) or process (plain subprocess, NO isolation; for "
+        "machines without runc).", WORKER,
+    )
+    reaper_interval: float = _f(
+        30.0, "Seconds between the worker reaper's reports to web (garbage collection of containers/volumes).",
+        WORKER, gt=0,
+    )
+    max_concurrent_tasks: int = _f(8, "Tasks a worker runs at once; web places no more than this.", WORKER, ge=1)
 
     # --- baggageclaim (volume server) ---------------------------------------------------------
     baggageclaim_bind_host: str = _f("127.0.0.1", "Address the volume server listens on.", WORKER, BAGGAGECLAIM)

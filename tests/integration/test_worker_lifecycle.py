@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
 from airside.config import Settings
-from tests.procs import WebProc, WorkerProc, state_of, wait_for
+from tests.procs import WebProc, WorkerProc, run_cli, state_of, wait_for
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -223,10 +221,3 @@ def test_worker_waits_for_web_that_starts_later(tmp_path: Path) -> None:
     finally:
         wk.stop()
         web.stop()
-
-
-def run_cli(web: WebProc, *args: str, token: str | None = None) -> subprocess.CompletedProcess:
-    env = {"AIRSIDE_WEB_URL": web.url, "AIRSIDE_TOKEN": token or web.TOKEN, "PATH": "/usr/bin:/bin",
-           "AIRSIDE_DATA_DIR": str(Path(web.settings["data_dir"]).parent / "cli")}
-    return subprocess.run([sys.executable, "-m", "airside.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=60)

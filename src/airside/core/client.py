@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import httpx
 
 from airside.core import routes
-from airside.core.schemas import Heartbeat, Worker, WorkerObject, WorkerRegistration
+from airside.core.schemas import Build, BuildCreate, Heartbeat, Worker, WorkerObject, WorkerRegistration
 
 
 class WebError(Exception):
@@ -23,7 +27,8 @@ class WebUnreachable(WebError):
         super().__init__(0, f"cannot reach web at {url}: {cause.__class__.__name__}: {cause or ''}".rstrip(": "))
 
 
-def _detail(resp: httpx.Response) -> str:
+def problem_detail(resp: httpx.Response) -> str:
+    """The message of an error response (FastAPI `detail`, validation errors joined by field)."""
     try:
         detail = resp.json().get("detail", resp.text)
     except ValueError:
@@ -53,7 +58,7 @@ class WebClient:
         except httpx.TransportError as e:
             raise WebUnreachable(self.base_url, e) from e
         if resp.status_code >= 400:
-            raise WebError(resp.status_code, f"web said {resp.status_code}: {_detail(resp)}")
+            raise WebError(resp.status_code, f"web said {resp.status_code}: {problem_detail(resp)}")
         return resp.json() if resp.content else None
 
     # workers ---------------------------------------------------------------------------------
@@ -86,3 +91,65 @@ class WebClient:
 
     def objects(self, name: str) -> list[WorkerObject]:
         return [WorkerObject.model_validate(o) for o in self.call(routes.WORKER_OBJECTS, name=name)]
+
+    # builds -------------------------------------------------------------------------------------------
+    def create_build(self, req: BuildCreate) -> Build:
+        return Build.model_validate(self.call(routes.CREATE_BUILD, json=req.model_dump(mode="json")))
+
+    def build(self, build_id: int) -> Build:
+        return Build.model_validate(self.call(routes.GET_BUILD, build_id=str(build_id)))
+
+    def builds(self, limit: int = 50) -> list[Build]:
+        return [Build.model_validate(b) for b in self.call(routes.LIST_BUILDS, params={"limit": limit})]
+
+    def start_build(self, build_id: int) -> Build:
+        return Build.model_validate(self.call(routes.START_BUILD, build_id=str(build_id)))
+
+    def abort_build(self, build_id: int) -> Build:
+        return Build.model_validate(self.call(routes.ABORT_BUILD, build_id=str(build_id)))
+
+    def upload(self, route: routes.Route, body: Iterable[bytes], encoding: str = "zstd",
+               params: dict | None = None, **path: str) -> None:
+        headers = {"Content-Encoding": encoding} if encoding != "identity" else {}
+        try:
+            resp = self.http.request(route.method, route.url(**path), content=body, headers=headers, params=params,
+                                     timeout=httpx.Timeout(30.0, read=None, write=None))
+        except httpx.TransportError as e:
+            raise WebUnreachable(self.base_url, e) from e
+        if resp.status_code >= 400:
+            raise WebError(resp.status_code, f"web said {resp.status_code}: {problem_detail(resp)}")
+
+    @contextlib.contextmanager
+    def download(self, route: routes.Route, **path: str) -> Iterator[tuple[Iterator[bytes], str]]:
+        """Yields (raw byte chunks as stored, content encoding)."""
+        try:
+            with self.http.stream(route.method, route.url(**path), timeout=httpx.Timeout(30.0, read=None)) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise WebError(resp.status_code, f"web said {resp.status_code}: {problem_detail(resp)}")
+                yield resp.iter_raw(), resp.headers.get("content-encoding", "identity")
+        except httpx.TransportError as e:
+            raise WebUnreachable(self.base_url, e) from e
+
+    def events(self, build_id: int, after: int = -1) -> Iterator[dict]:
+        """Follows a build's server-sent events until the build ends (reconnecting where it left off)."""
+        while True:
+            try:
+                with self.http.stream("GET", routes.BUILD_EVENTS.url(build_id=str(build_id)), params={"after": after},
+                                      timeout=httpx.Timeout(30.0, read=60.0)) as resp:
+                    if resp.status_code >= 400:
+                        resp.read()
+                        raise WebError(resp.status_code, f"web said {resp.status_code}: {problem_detail(resp)}")
+                    kind = None
+                    for line in resp.iter_lines():
+                        if line.startswith("event: "):
+                            kind = line[7:]
+                        elif line.startswith("data: "):
+                            data = json.loads(line[6:])
+                            if kind == "end":
+                                yield {"kind": "end", **data}
+                                return
+                            after = data["seq"]
+                            yield data
+            except (httpx.TransportError, httpx.StreamError):
+                time.sleep(1.0)  # web restarting: follow again from the last event seen

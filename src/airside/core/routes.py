@@ -26,3 +26,22 @@ DELETE_WORKER = Route("DELETE", f"{API}/workers/{{name}}")
 PRUNE_WORKER = Route("PUT", f"{API}/workers/{{name}}/prune")
 WORKER_OBJECTS = Route("GET", f"{API}/workers/{{name}}/objects")
 INFO = Route("GET", f"{API}/info")
+
+CREATE_BUILD = Route("POST", f"{API}/builds")
+LIST_BUILDS = Route("GET", f"{API}/builds")
+GET_BUILD = Route("GET", f"{API}/builds/{{build_id}}")
+START_BUILD = Route("PUT", f"{API}/builds/{{build_id}}/start")
+ABORT_BUILD = Route("PUT", f"{API}/builds/{{build_id}}/abort")
+BUILD_EVENTS = Route("GET", f"{API}/builds/{{build_id}}/events")  # server-sent events
+PUT_INPUT = Route("PUT", f"{API}/builds/{{build_id}}/inputs/{{name}}")  # tar body (Content-Encoding: zstd optional)
+GET_INPUT = Route("GET", f"{API}/builds/{{build_id}}/inputs/{{name}}")
+PUT_OUTPUT = Route("PUT", f"{API}/builds/{{build_id}}/outputs/{{name}}")
+GET_OUTPUT = Route("GET", f"{API}/builds/{{build_id}}/outputs/{{name}}")
+ARTIFACT_PATH_RE = rf"^{API}/builds/\d+/(inputs|outputs)/"
+
+# worker-side build calls
+WORKER_WORK = Route("GET", f"{API}/workers/{{name}}/work")  # long-poll for assignments
+BUILD_PHASE = Route("PUT", f"{API}/builds/{{build_id}}/phase")
+BUILD_LOGS = Route("POST", f"{API}/builds/{{build_id}}/logs")
+BUILD_FINISH = Route("PUT", f"{API}/builds/{{build_id}}/finish")
+WORKER_REPORT = Route("POST", f"{API}/workers/{{name}}/report")  # reaper: what I have → what to destroy

@@ -60,6 +60,7 @@ class WorkerRegistration(Strict):
     active_containers: int = Field(0, ge=0)
     active_volumes: int = Field(0, ge=0)
     active_tasks: int = Field(0, ge=0)
+    max_tasks: int = Field(8, ge=1, le=10_000)
 
 
 class Heartbeat(Strict):
@@ -95,3 +96,112 @@ class Problem(BaseModel):
     """Every 4xx/5xx body: what was wrong and where."""
 
     detail: str | list
+
+
+# --- builds ------------------------------------------------------------------------------------------
+class BuildStatus(StrEnum):
+    created = "created"  # waiting for its inputs to be uploaded
+    pending = "pending"  # queued for a worker
+    placed = "placed"  # a worker was chosen; it is preparing image/inputs
+    running = "running"  # the task process runs
+    succeeded = "succeeded"
+    failed = "failed"  # the task exited non-zero: the user's failure
+    errored = "errored"  # the infrastructure failed (worker lost, drain timeout, image unavailable)
+    aborted = "aborted"
+
+
+TERMINAL = frozenset({BuildStatus.succeeded, BuildStatus.failed, BuildStatus.errored, BuildStatus.aborted})
+ACTIVE = frozenset({BuildStatus.placed, BuildStatus.running})
+ArtifactName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")]
+
+
+class BuildCreate(Strict):
+    config: Annotated[str, StringConstraints(max_length=256 * 1024)]  # the task config YAML, as written
+    config_filename: Annotated[str, StringConstraints(max_length=512)] = "task.yml"
+    inputs: list[ArtifactName] = Field(default_factory=list, max_length=256)  # names the client will upload
+    tags: list[Tag] = Field(default_factory=list, max_length=64)
+    team: Name | None = None
+    cache_key: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{0,128}$")] = ""
+
+
+class Build(Strict):
+    id: int
+    status: BuildStatus
+    tags: list[str]
+    team: str | None
+    worker_name: str | None
+    attempt: int
+    requeues: int
+    exit_code: int | None
+    reason: str
+    inputs: list[str]
+    outputs: list[str]
+    config: dict
+    created_at: float
+    queued_at: float | None
+    placed_at: float | None
+    image_ready_at: float | None
+    inputs_ready_at: float | None
+    started_at: float | None
+    finished_at: float | None
+
+
+class Assignment(Strict):
+    """A build placed on a worker, as the worker sees it."""
+
+    build_id: int
+    attempt: int
+    status: BuildStatus
+    config: dict
+    inputs: list[str]
+    cache_key: str
+    abort: bool = False
+
+
+class Phase(StrEnum):
+    image_ready = "image_ready"
+    inputs_ready = "inputs_ready"
+    started = "started"
+
+
+class PhaseReport(Strict):
+    attempt: int
+    phase: Phase
+
+
+class LogChunkIn(Strict):
+    stream: Annotated[str, StringConstraints(pattern=r"^(stdout|stderr|airside)$")]
+    offset: int = Field(ge=0)  # byte offset of this chunk in its stream (makes re-sending idempotent)
+    data: str  # base64
+
+
+class LogBatch(Strict):
+    attempt: int
+    chunks: list[LogChunkIn] = Field(max_length=10_000)
+
+
+class LogAck(Strict):
+    abort: bool  # the build was aborted: stop the task
+
+
+class FinishReport(Strict):
+    attempt: int
+    status: BuildStatus
+    exit_code: int | None = None
+    reason: Annotated[str, StringConstraints(max_length=4000)] = ""
+    outputs: list[ArtifactName] = Field(default_factory=list)
+
+
+class ReportedObject(Strict):
+    handle: Annotated[str, StringConstraints(max_length=128)]
+    kind: Annotated[str, StringConstraints(pattern=r"^(container|volume)$")]
+    properties: dict[str, str] = Field(default_factory=dict)
+
+
+class ReaperReport(Strict):
+    boot_epoch: Epoch
+    objects: list[ReportedObject] = Field(max_length=100_000)
+
+
+class ReaperAnswer(Strict):
+    destroy: list[ReportedObject]

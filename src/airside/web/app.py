@@ -18,9 +18,11 @@ import airside
 from airside.config import Settings
 from airside.core import log, routes
 from airside.core.schemas import Heartbeat, Worker, WorkerObject, WorkerRegistration
-from airside.web import db, registry
+from airside.web import api_builds, builds, db, registry
+from airside.web.artifacts import ArtifactStore
 from airside.web.auth import Authenticator, Principal, require_operator, require_self
-from airside.web.db import WorkerRow
+from airside.web.db import BuildRow, WorkerRow
+from airside.web.errors import DomainError
 from airside.web.limits import BodyLimit
 from airside.web.metrics import Metrics
 
@@ -49,21 +51,55 @@ class Web:
         self.sessions = db.sessions(self.engine)
         self.auth = Authenticator(settings)
         self.metrics = Metrics(self.sessions)
+        self.artifacts = ArtifactStore(settings.data_dir / "artifacts")
+        self._wake: asyncio.Event | None = None
 
     def tx(self) -> contextlib.AbstractContextManager[Session]:
         return db.transaction(self.sessions)
 
     def sweep_once(self) -> tuple[list[str], list[str]]:
+        now = self.clock()
         with self.tx() as s:
-            return registry.sweep(s, self.clock(), self.settings.heartbeat_ttl, self.settings.stalled_prune_after)
+            result = registry.sweep(s, now, self.settings.heartbeat_ttl, self.settings.stalled_prune_after)
+        with self.sessions() as s:
+            expired = [b.id for b in s.query(BuildRow.id).filter(BuildRow.finished_at < now - self.settings.artifact_ttl)]
+        for build_id in expired:
+            self.artifacts.delete(build_id)
+        return result
 
-    async def sweeper(self) -> None:
+    def schedule_once(self) -> list[tuple[int, str]]:
+        with self.tx() as s:
+            placed = builds.schedule(s, self.clock(), self.settings.heartbeat_ttl, self.settings.scheduler_strategy)
+            for build_id, _worker in placed:
+                b = s.get(BuildRow, build_id)
+                if b is not None and b.queued_at is not None:
+                    self.metrics.queue_wait.observe(max(0.0, self.clock() - b.queued_at))
+            return placed
+
+    def wake_scheduler(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    def observe_finished(self, b: BuildRow) -> None:
+        self.metrics.observe_build(b)
+
+    async def _loop(self, what: str, fn: Callable[[], object], interval: float, wake: asyncio.Event | None = None) -> None:
         while True:
             try:
-                await asyncio.to_thread(self.sweep_once)
-            except Exception:  # noqa: BLE001 - a failed sweep must not kill the loop; log and retry
-                LOG.exception("registry sweep failed")
-            await asyncio.sleep(self.settings.sweep_interval)
+                await asyncio.to_thread(fn)
+            except Exception:  # noqa: BLE001 - a failed round must not kill the loop; log and retry
+                LOG.exception(f"{what} failed")
+            if wake is None:
+                await asyncio.sleep(interval)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), interval)
+            wake.clear()
+
+    def background(self) -> list[asyncio.Task]:
+        self._wake = asyncio.Event()
+        return [asyncio.create_task(self._loop("registry sweep", self.sweep_once, self.settings.sweep_interval)),
+                asyncio.create_task(self._loop("scheduler", self.schedule_once, 1.0, self._wake))]
 
 
 def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> FastAPI:
@@ -73,21 +109,23 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(web.sweeper())
+        tasks = web.background()
         LOG.info("web ready", database=web.engine.url.render_as_string(hide_password=True))
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         web.engine.dispose()
 
     app = FastAPI(title="airside", version=airside.__version__, lifespan=lifespan)
     app.state.web = web
-    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes, exempt=routes.ARTIFACT_PATH_RE)
     Caller = Annotated[Principal, Depends(web.auth)]
 
-    @app.exception_handler(registry.RegistryError)
-    async def _registry_error(_req: Request, exc: registry.RegistryError) -> JSONResponse:
+    @app.exception_handler(DomainError)
+    async def _domain_error(_req: Request, exc: DomainError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
     @app.middleware("http")
@@ -174,14 +212,14 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     def delete_worker(name: str, boot_epoch: EpochParam, p: Caller) -> Response:
         require_self(p, name)
         with web.tx() as s:
-            registry.remove(s, name, boot_epoch)
+            registry.remove(s, name, boot_epoch, web.clock())
         return Response(status_code=204)
 
     @app.api_route(routes.PRUNE_WORKER.path, methods=[routes.PRUNE_WORKER.method], status_code=204)
     def prune_worker(name: str, p: Caller) -> Response:
         require_operator(p)
         with web.tx() as s:
-            registry.prune(s, name)
+            registry.prune(s, name, web.clock())
         return Response(status_code=204)
 
     @app.api_route(routes.WORKER_OBJECTS.path, methods=[routes.WORKER_OBJECTS.method], response_model=list[WorkerObject])
@@ -192,6 +230,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
                 {"handle": o.handle, "kind": o.kind, "worker_name": o.worker_name, "boot_epoch": o.boot_epoch,
                  "created_at": o.created_at}) for o in registry.objects(s, name)]
 
+    app.include_router(api_builds.router(web))
     return app
 
 

@@ -10,7 +10,18 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, create_engine, event
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -37,6 +48,7 @@ class WorkerRow(Base):
     active_containers: Mapped[int] = mapped_column(Integer, default=0)
     active_volumes: Mapped[int] = mapped_column(Integer, default=0)
     active_tasks: Mapped[int] = mapped_column(Integer, default=0)
+    max_tasks: Mapped[int] = mapped_column(Integer, default=8, server_default="8")
     state: Mapped[str] = mapped_column(String(16), index=True)
     # Unix seconds (float): portable across SQLite and PostgreSQL without timezone surprises.
     start_time: Mapped[float] = mapped_column(Float)
@@ -49,11 +61,66 @@ class WorkerObjectRow(Base):
 
     __tablename__ = "worker_objects"
 
+    worker_name: Mapped[str] = mapped_column(
+        String(64), ForeignKey("workers.name", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # container | volume
     handle: Mapped[str] = mapped_column(String(128), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # container | volume
-    worker_name: Mapped[str] = mapped_column(String(64), ForeignKey("workers.name", ondelete="CASCADE"), index=True)
     boot_epoch: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[float] = mapped_column(Float)
+    # what the reaper last reported: {"role": input|output|rootfs|cache|image|container, "build": id, …}
+    properties: Mapped[dict] = mapped_column(JSON, default=dict, server_default="{}")
+    last_reported: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    destroying: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+
+
+class BuildRow(Base):
+    """A one-off build: one task run, possibly over several attempts (requeues)."""
+
+    __tablename__ = "builds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    config: Mapped[dict] = mapped_column(JSON)  # the validated task config
+    config_text: Mapped[str] = mapped_column(Text, default="")
+    tags: Mapped[list] = mapped_column(JSON, default=list)
+    team: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    cache_key: Mapped[str] = mapped_column(String(128), default="")
+    runtime: Mapped[str] = mapped_column(String(16), default="workers")
+    worker_name: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    worker_epoch: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    requeues: Mapped[int] = mapped_column(Integer, default=0)
+    requeue_budget: Mapped[int] = mapped_column(Integer, default=1)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    abort_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    inputs: Mapped[list] = mapped_column(JSON, default=list)  # names uploaded
+    outputs: Mapped[list] = mapped_column(JSON, default=list)  # names produced
+    log_offsets: Mapped[dict] = mapped_column(JSON, default=dict)  # "attempt:stream" -> bytes stored
+    next_seq: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[float] = mapped_column(Float)
+    queued_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    placed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    image_ready_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    inputs_ready_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class BuildEventRow(Base):
+    """Build output and status changes, in order (seq per build)."""
+
+    __tablename__ = "build_events"
+    __table_args__ = (UniqueConstraint("build_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    build_id: Mapped[int] = mapped_column(Integer, ForeignKey("builds.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))  # log | status
+    stream: Mapped[str] = mapped_column(String(16), default="")
+    data: Mapped[str] = mapped_column(Text)
+    at: Mapped[float] = mapped_column(Float)
 
 
 def make_engine(url: str) -> Engine:

@@ -2,21 +2,22 @@
 
 The body is read (up to the limit) before the app sees the request and then replayed, so an
 oversized body — declared by Content-Length or sent chunked — gets a 413 and the handler never runs.
-Paths under `exempt_prefixes` (large uploads with limits of their own) pass through unread.
+Paths matching `exempt` (large uploads with limits of their own) pass through unread.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 
 class BodyLimit:
-    def __init__(self, app: Any, max_bytes: int, exempt_prefixes: tuple[str, ...] = ()) -> None:
-        self.app, self.max_bytes, self.exempt = app, max_bytes, exempt_prefixes
+    def __init__(self, app: Any, max_bytes: int, exempt: str = r"(?!)") -> None:
+        self.app, self.max_bytes, self.exempt = app, max_bytes, re.compile(exempt)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(self.exempt):
+        if scope["type"] != "http" or self.exempt.match(scope["path"]):
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:

@@ -24,23 +24,16 @@ from sqlalchemy.orm import Session
 
 from airside.core import log
 from airside.core.schemas import Heartbeat, WorkerRegistration, WorkerState, epoch_order
+from airside.web import builds
 from airside.web.db import WorkerObjectRow, WorkerRow
+from airside.web.errors import Conflict, DomainError, NotFound
 
 LOG = log.get("airside.web.registry")
 DRAINING = (WorkerState.landing, WorkerState.retiring)
 ALIVE = (WorkerState.running, *DRAINING)
 
 
-class RegistryError(Exception):
-    status = 400
-
-
-class NotFound(RegistryError):
-    status = 404
-
-
-class Conflict(RegistryError):
-    status = 409
+RegistryError = DomainError  # the API maps every DomainError to its status
 
 
 def get(s: Session, name: str) -> WorkerRow:
@@ -86,6 +79,8 @@ def register(s: Session, reg: WorkerRegistration, now: float) -> WorkerRow:
                 f"registration carries the older epoch {reg.boot_epoch}: stop the duplicate or give it another name"
             )
         dropped = drop_objects(s, reg.name, keep_epoch=reg.boot_epoch)
+        builds.interrupt_worker(s, reg.name, f"worker {reg.name} came back with a new boot epoch (an empty disk): "
+                                f"the containers of its earlier epoch are gone", now, keep_epoch=reg.boot_epoch)
         LOG.info("worker is back with a new boot epoch", worker=reg.name, old_epoch=row.boot_epoch,
                  new_epoch=reg.boot_epoch, dropped_objects=dropped)
         row.start_time = now
@@ -140,26 +135,27 @@ def landed(s: Session, name: str, epoch: str, now: float) -> WorkerRow:
     return row
 
 
-def remove(s: Session, name: str, epoch: str) -> None:
+def remove(s: Session, name: str, epoch: str, now: float) -> None:
     """A retiring worker finished draining and leaves."""
     row = get(s, name)
     _check_epoch(row, epoch, "retirement")
     if row.state != WorkerState.retiring:
         raise Conflict(f"worker {name!r} cannot leave: it is {row.state}, not retiring")
-    _delete(s, row, "retired")
+    _delete(s, row, "retired", now)
 
 
-def prune(s: Session, name: str) -> None:
+def prune(s: Session, name: str, now: float) -> None:
     row = get(s, name)
     if row.state not in (WorkerState.stalled, WorkerState.landed):
         raise Conflict(
             f"cannot prune worker {name!r}: it is {row.state}; only stalled or landed workers can be pruned "
             f"(land or retire it first, or wait until it stalls)"
         )
-    _delete(s, row, "pruned")
+    _delete(s, row, "pruned", now)
 
 
-def _delete(s: Session, row: WorkerRow, why: str) -> None:
+def _delete(s: Session, row: WorkerRow, why: str, now: float) -> None:
+    builds.interrupt_worker(s, row.name, f"worker {row.name} left the registry ({why})", now)
     drop_objects(s, row.name)
     s.delete(row)
     LOG.info("worker removed", worker=row.name, why=why)
@@ -173,13 +169,15 @@ def sweep(s: Session, now: float, ttl: float, prune_after: float) -> tuple[list[
     ).all()
     for row in silent:
         _set_state(row, WorkerState.stalled, now, f"no heartbeat for {now - row.last_heartbeat:.1f}s")
+        builds.interrupt_worker(s, row.name, f"worker {row.name} stalled (no heartbeat for "
+                                f"{now - row.last_heartbeat:.0f}s)", now)
         stalled.append(row.name)
     if prune_after > 0:
         old = s.scalars(
             select(WorkerRow).where(WorkerRow.state == str(WorkerState.stalled), WorkerRow.state_changed_at < now - prune_after)
         ).all()
         for row in old:
-            _delete(s, row, f"stalled for more than {prune_after:.0f}s")
+            _delete(s, row, f"stalled for more than {prune_after:.0f}s", now)
             pruned.append(row.name)
     return stalled, pruned
 

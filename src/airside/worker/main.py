@@ -4,21 +4,34 @@ runtime and reaper). Signals drive its lifecycle through `airside.worker.signals
 from __future__ import annotations
 
 import queue
+import re
 import signal
 import threading
 
 import httpx
 
 import airside
+from airside.baggageclaim.errors import DriverUnavailable, VolumeError
+from airside.baggageclaim.server import BackgroundServer
 from airside.config import Settings, secret
-from airside.core import auth, log
+from airside.core import auth, log, routes
 from airside.core.client import WebClient, WebError
-from airside.core.schemas import WorkerRegistration, WorkerState
+from airside.core.schemas import (
+    Assignment,
+    ReaperAnswer,
+    ReaperReport,
+    ReportedObject,
+    WorkerRegistration,
+    WorkerState,
+)
+from airside.runtime import RuntimeError_, get_runtime
 from airside.worker import epoch
 from airside.worker.beacon import Beacon, DuplicateWorker, Work
 from airside.worker.signals import HANDLED, Action, action_for
+from airside.worker.tasks import Tasks
 
 LOG = log.get("airside.worker")
+CONTAINER_RE = re.compile(r"^b(\d+)\.(\d+)$")
 
 
 class ConfigError(Exception):
@@ -39,27 +52,66 @@ def worker_auth(settings: Settings) -> httpx.Auth:
     return auth.BearerAuth(token)
 
 
-def registration(settings: Settings, boot_epoch: str) -> WorkerRegistration:
+def registration(settings: Settings, boot_epoch: str, baggageclaim_url: str = "") -> WorkerRegistration:
     return WorkerRegistration(
         name=settings.worker_name,
         platform=settings.platform,
         tags=settings.tags,
         team=settings.team,
         version=airside.__version__,
-        baggageclaim_url=settings.baggageclaim_url,
+        baggageclaim_url=settings.baggageclaim_url or baggageclaim_url,
         runtime_url=settings.runtime_url,
         boot_epoch=boot_epoch,
         ephemeral=settings.ephemeral,
+        max_tasks=settings.max_concurrent_tasks,
     )
+
+
+def reap_once(client: WebClient, name: str, boot_epoch: str, tasks: Tasks) -> int:
+    """Reports what this worker holds; destroys what web says is garbage. Returns how many were destroyed."""
+    objects = []
+    for handle in tasks.runtime.list():
+        m = CONTAINER_RE.match(handle)
+        props = {"role": "container", "build": m.group(1), "attempt": m.group(2)} if m else {}
+        objects.append(ReportedObject(handle=handle, kind="container", properties=props))
+    for vol in tasks.repo.list():
+        objects.append(ReportedObject(handle=vol.handle, kind="volume", properties=vol.properties))
+    report = ReaperReport(boot_epoch=boot_epoch, objects=objects)
+    answer = ReaperAnswer.model_validate(client.call(routes.WORKER_REPORT, json=report.model_dump(mode="json"), name=name))
+    busy = tasks.busy_handles()
+    destroyed = 0
+    for obj in answer.destroy:
+        if obj.handle in busy:
+            continue  # a runner still uses it (web's view lags by one report)
+        try:
+            if obj.kind == "container":
+                tasks.runtime.destroy(obj.handle)
+            else:
+                tasks.repo.destroy(obj.handle, cascade=True)
+            destroyed += 1
+        except (RuntimeError_, VolumeError) as e:
+            LOG.warning("reaper could not destroy", kind=obj.kind, handle=obj.handle, error=str(e))
+    if destroyed:
+        LOG.info("reaper destroyed garbage", count=destroyed)
+    return destroyed
 
 
 def run(settings: Settings, work: Work | None = None) -> int:
     work_dir = settings.resolved_work_dir
     boot_epoch, fresh = epoch.load_or_create(work_dir)
     LOG.info("worker starting", worker=settings.worker_name, boot_epoch=boot_epoch, new_epoch=fresh,
-             work_dir=str(work_dir), ephemeral=settings.ephemeral)
+             work_dir=str(work_dir), ephemeral=settings.ephemeral, runtime=settings.worker_runtime)
     client = WebClient(settings.web_url, auth=worker_auth(settings))
-    beacon = Beacon(client, registration(settings, boot_epoch), heartbeat_interval=settings.heartbeat_interval,
+    try:
+        volumes = BackgroundServer(settings).start()
+    except (VolumeError, DriverUnavailable) as e:
+        raise ConfigError(str(e)) from e
+    runtime = get_runtime(settings.worker_runtime, work_dir / "containers")
+    if not runtime.isolates:
+        LOG.warning("THE PROCESS RUNTIME DOES NOT ISOLATE TASKS: they run as this worker's user, on this host")
+    tasks = Tasks(client, volumes.repository, runtime)
+    work = work or tasks
+    beacon = Beacon(client, registration(settings, boot_epoch, volumes.url), heartbeat_interval=settings.heartbeat_interval,
                     drain_timeout=settings.drain_timeout, work=work)
 
     actions: queue.Queue[Action | Exception] = queue.Queue()
@@ -108,7 +160,29 @@ def run(settings: Settings, work: Work | None = None) -> int:
         except DuplicateWorker as e:
             actions.put(e)
 
+    def work_loop() -> None:  # long-polls web for builds placed here (and aborts); never calls back in
+        poll = WebClient(settings.web_url, auth=worker_auth(settings), timeout=30.0)
+        while not stopping.is_set():
+            try:
+                found = poll.call(routes.WORKER_WORK, name=settings.worker_name,
+                                  params={"boot_epoch": boot_epoch, "wait": 10, "known": tasks.known()})
+                accepting = beacon.draining is None and beacon.state == WorkerState.running
+                tasks.sync([Assignment.model_validate(a) for a in found], accepting)
+            except WebError as e:
+                LOG.warning("polling for work failed", error=e.message)
+                stopping.wait(1.0)
+
+    def reaper() -> None:
+        while not stopping.wait(settings.reaper_interval):
+            try:
+                reap_once(client, settings.worker_name, boot_epoch, tasks)
+            except WebError as e:
+                LOG.warning("reaper report failed", error=e.message)
+
+    stopping = threading.Event()
     threading.Thread(target=heartbeats, name="heartbeat", daemon=True).start()
+    threading.Thread(target=work_loop, name="work", daemon=True).start()
+    threading.Thread(target=reaper, name="reaper", daemon=True).start()
     try:
         while True:
             try:
@@ -122,5 +196,7 @@ def run(settings: Settings, work: Work | None = None) -> int:
         beacon.drain(item, stop_now)
         return 0
     finally:
+        stopping.set()
         beacon.stop_heartbeats()
+        volumes.stop()
         client.close()

@@ -45,7 +45,7 @@ def upgrade() -> None:
     sa.Column('boot_epoch', sa.String(length=64), nullable=False),
     sa.Column('created_at', sa.Float(), nullable=False),
     sa.ForeignKeyConstraint(['worker_name'], ['workers.name'], ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('handle')
+    sa.PrimaryKeyConstraint('worker_name', 'kind', 'handle')
     )
     with op.batch_alter_table('worker_objects', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_worker_objects_worker_name'), ['worker_name'], unique=False)

@@ -1,0 +1,246 @@
+"""The builds API: one-off builds (execute), their artifacts and logs, and the worker-side calls that
+run them (long-poll for work, phases, logs, finish, reaper reports)."""
+
+import asyncio
+import base64
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from airside.core import routes
+from airside.core.schemas import (
+    TERMINAL,
+    Assignment,
+    Build,
+    BuildCreate,
+    FinishReport,
+    LogAck,
+    LogBatch,
+    PhaseReport,
+    ReaperAnswer,
+    ReaperReport,
+)
+from airside.task import TaskConfigError, load_task_config
+from airside.web import builds, gc, registry
+from airside.web.artifacts import ENCODINGS, TooLarge
+from airside.web.auth import Principal, require_operator, require_self
+
+if TYPE_CHECKING:
+    from airside.web.app import Web
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+
+
+def router(web: "Web") -> APIRouter:
+    r = APIRouter()
+    Caller = Annotated[Principal, Depends(web.auth)]
+
+    def route(rt: routes.Route, **kw):  # noqa: ANN202 - decorator factory
+        return r.api_route(rt.path, methods=[rt.method], **kw)
+
+    def worker_may_touch(p: Principal, b) -> None:  # noqa: ANN001
+        if p.kind != "operator" and p.worker not in (None, b.worker_name):
+            raise HTTPException(403, f"build {b.id} does not run on worker {p.worker!r}")
+
+    def check_name(name: str) -> None:
+        if not NAME_RE.match(name):
+            raise HTTPException(422, f"invalid artifact name {name!r}")
+
+    # --- clients ----------------------------------------------------------------------------------
+    @route(routes.CREATE_BUILD, response_model=Build, status_code=201)
+    def create_build(req: BuildCreate, p: Caller) -> Build:
+        require_operator(p)
+        try:
+            config = load_task_config(req.config, req.config_filename)
+        except TaskConfigError as e:
+            raise HTTPException(422, str(e)) from e
+        unknown = sorted(set(req.inputs) - {i.name for i in config.inputs})
+        if unknown:
+            raise HTTPException(422, f"{req.config_filename}: the task has no inputs named {', '.join(unknown)}")
+        with web.tx() as s:
+            b = builds.create(s, req, config.model_dump(mode="json"), web.clock(), web.settings.requeue_budget)
+            if not config.inputs or all(i.optional for i in config.inputs) and not req.inputs:
+                builds.start(s, b, web.clock())
+                web.wake_scheduler()
+            return builds.view(b)
+
+    @route(routes.LIST_BUILDS, response_model=list[Build])
+    def list_builds(p: Caller, limit: int = Query(50, ge=1, le=1000)) -> list[Build]:
+        require_operator(p)
+        with web.sessions() as s:
+            return [builds.view(b) for b in builds.recent(s, limit)]
+
+    @route(routes.GET_BUILD, response_model=Build)
+    def get_build(build_id: int, p: Caller) -> Build:
+        with web.sessions() as s:
+            b = builds.get(s, build_id)
+            worker_may_touch(p, b)
+            return builds.view(b)
+
+    @route(routes.START_BUILD, response_model=Build)
+    def start_build(build_id: int, p: Caller) -> Build:
+        require_operator(p)
+        with web.tx() as s:
+            b = builds.get(s, build_id, lock=True)
+            builds.start(s, b, web.clock())
+        web.wake_scheduler()
+        return builds.view(b)
+
+    @route(routes.ABORT_BUILD, response_model=Build)
+    def abort_build(build_id: int, p: Caller) -> Build:
+        require_operator(p)
+        with web.tx() as s:
+            b = builds.get(s, build_id, lock=True)
+            builds.abort(s, b, web.clock())
+            return builds.view(b)
+
+    @route(routes.BUILD_EVENTS)
+    async def build_events(build_id: int, p: Caller, after: int = Query(-1, ge=-1)) -> StreamingResponse:
+        require_operator(p)
+        await asyncio.to_thread(_exists, build_id)
+
+        async def stream() -> AsyncIterator[bytes]:
+            last = after
+            while True:
+                rows, status = await asyncio.to_thread(_events_since, build_id, last)
+                for e in rows:
+                    last = e["seq"]
+                    yield f"id: {e['seq']}\nevent: {e['kind']}\ndata: {json.dumps(e)}\n\n".encode()
+                if not rows:
+                    if status in TERMINAL:
+                        yield f"event: end\ndata: {json.dumps({'status': status})}\n\n".encode()
+                        return
+                    yield b": keep-alive\n\n"
+                    await asyncio.sleep(0.2)
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    def _exists(build_id: int) -> None:
+        with web.sessions() as s:
+            builds.get(s, build_id)
+
+    def _events_since(build_id: int, after: int) -> tuple[list[dict], str]:
+        with web.sessions() as s:
+            rows = builds.events(s, build_id, after)
+            status = builds.get(s, build_id).status
+            return [{"seq": e.seq, "kind": e.kind, "stream": e.stream, "data": e.data, "at": e.at} for e in rows], status
+
+    # --- artifacts -------------------------------------------------------------------------------------
+    async def _upload(request: Request, build_id: int, kind: str, name: str) -> int:
+        encoding = request.headers.get("content-encoding", "identity")
+        if encoding not in ENCODINGS:
+            raise HTTPException(415, f"unsupported Content-Encoding {encoding!r} (use zstd or none)")
+        try:
+            return await web.artifacts.write(build_id, kind, name, encoding, request.stream(),
+                                             web.settings.max_upload_bytes)
+        except TooLarge as e:
+            raise HTTPException(413, str(e)) from e
+
+    def _download(build_id: int, kind: str, name: str) -> StreamingResponse:
+        found = web.artifacts.find(build_id, kind, name)
+        if found is None:
+            raise HTTPException(404, f"build {build_id} has no {kind[:-1]} named {name!r}")
+        path, encoding = found
+        headers = {"Content-Encoding": encoding} if encoding != "identity" else {}
+        return StreamingResponse(web.artifacts.read(path), media_type="application/x-tar", headers=headers)
+
+    @route(routes.PUT_INPUT, status_code=204)
+    async def put_input(build_id: int, name: str, request: Request, p: Caller) -> Response:
+        require_operator(p)
+        check_name(name)
+        await asyncio.to_thread(_input_allowed, build_id, name)
+        await _upload(request, build_id, "inputs", name)
+        await asyncio.to_thread(_input_done, build_id, name)
+        return Response(status_code=204)
+
+    def _input_allowed(build_id: int, name: str) -> None:
+        with web.tx() as s:
+            b = builds.get(s, build_id)
+            builds.input_uploaded(s, b, name)  # validates; rolled back below if the upload fails
+            s.rollback()
+
+    def _input_done(build_id: int, name: str) -> None:
+        with web.tx() as s:
+            builds.input_uploaded(s, builds.get(s, build_id, lock=True), name)
+
+    @route(routes.GET_INPUT)
+    def get_input(build_id: int, name: str, p: Caller) -> StreamingResponse:
+        with web.sessions() as s:
+            worker_may_touch(p, builds.get(s, build_id))
+        return _download(build_id, "inputs", name)
+
+    @route(routes.PUT_OUTPUT, status_code=204)
+    async def put_output(build_id: int, name: str, request: Request, p: Caller,
+                         attempt: int = Query(..., ge=1)) -> Response:
+        check_name(name)
+        b = await asyncio.to_thread(_running_build, build_id, attempt)
+        worker_may_touch(p, b)
+        await _upload(request, build_id, "outputs", name)
+        return Response(status_code=204)
+
+    def _running_build(build_id: int, attempt: int):  # noqa: ANN202
+        with web.tx() as s:
+            return builds._own(s, build_id, None, attempt)
+
+    @route(routes.GET_OUTPUT)
+    def get_output(build_id: int, name: str, p: Caller) -> StreamingResponse:
+        require_operator(p)
+        return _download(build_id, "outputs", name)
+
+    # --- workers running builds ------------------------------------------------------------------------
+    @route(routes.WORKER_WORK, response_model=list[Assignment])
+    async def worker_work(name: str, p: Caller, boot_epoch: str = Query(...),
+                          wait: float = Query(0, ge=0, le=60), known: str = Query("")) -> list[Assignment]:
+        """Long-poll: the builds placed on this worker (its boot epoch). Returns at once when the set differs
+        from `known` (comma-separated "id.attempt" the worker already runs) or an abort is pending."""
+        require_self(p, name)
+        known_set = {k for k in known.split(",") if k}
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            found = await asyncio.to_thread(_assignments, name, boot_epoch)
+            now_set = {f"{a.build_id}.{a.attempt}" for a in found}
+            if now_set != known_set or any(a.abort for a in found) or asyncio.get_running_loop().time() >= deadline:
+                return found
+            await asyncio.sleep(0.1)
+
+    def _assignments(name: str, epoch: str) -> list[Assignment]:
+        with web.sessions() as s:
+            registry.get(s, name)
+            return builds.assignments(s, name, epoch)
+
+    @route(routes.BUILD_PHASE, status_code=204)
+    def build_phase(build_id: int, report: PhaseReport, p: Caller) -> Response:
+        with web.tx() as s:
+            builds.phase(s, build_id, p.worker, report.attempt, report.phase, web.clock())
+        return Response(status_code=204)
+
+    @route(routes.BUILD_LOGS, response_model=LogAck)
+    def build_logs(build_id: int, batch: LogBatch, p: Caller) -> LogAck:
+        try:
+            for c in batch.chunks:
+                base64.b64decode(c.data, validate=True)
+        except ValueError as e:
+            raise HTTPException(422, f"log chunk data is not base64: {e}") from e
+        with web.tx() as s:
+            return LogAck(abort=builds.append_logs(s, build_id, p.worker, batch, web.clock()))
+
+    @route(routes.BUILD_FINISH, response_model=Build)
+    def build_finish(build_id: int, report: FinishReport, p: Caller) -> Build:
+        with web.tx() as s:
+            b = builds.finish(s, build_id, p.worker, report, web.clock())
+            web.observe_finished(b)
+            view = builds.view(b)
+        web.wake_scheduler()
+        return view
+
+    @route(routes.WORKER_REPORT, response_model=ReaperAnswer)
+    def worker_report(name: str, report: ReaperReport, p: Caller) -> ReaperAnswer:
+        require_self(p, name)
+        with web.tx() as s:
+            return ReaperAnswer(destroy=gc.decide(s, name, report, web.clock(), web.settings.cache_ttl))
+
+    return r

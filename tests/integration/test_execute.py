@@ -1,0 +1,152 @@
+"""`airside execute` end to end: real web, a real worker, tasks with inputs, outputs, params, caches."""
+
+from __future__ import annotations
+
+import json
+import signal
+import textwrap
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.procs import WebProc, WorkerProc, run_cli, state_of, wait_for
+
+RUNTIMES = ["process"]
+
+
+@pytest.fixture
+def web(tmp_path: Path):
+    w = WebProc(tmp_path, heartbeat_ttl=3).start()
+    yield w
+    w.stop()
+
+
+@pytest.fixture(params=RUNTIMES)
+def worker(request: pytest.FixtureRequest, web: WebProc, tmp_path: Path):
+    wk = WorkerProc(tmp_path, web, "w1", worker_runtime=request.param).start()
+    wait_for(lambda: state_of(web.client(), "w1") == "running", what="worker running")
+    yield wk
+    wk.stop()
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_two_inputs_and_an_output(web: WebProc, worker: WorkerProc, tmp_path: Path) -> None:
+    write(tmp_path / "src" / "a.txt", "alpha\n")
+    write(tmp_path / "deps" / "lib" / "b.txt", "beta\n")
+    (tmp_path / "src" / "run.sh").write_text("#!/bin/sh\nset -e\ncat src/a.txt deps/lib/b.txt > out/joined.txt\n"
+                                             "echo to-stderr >&2\necho done: $GREETING\n")
+    (tmp_path / "src" / "run.sh").chmod(0o755)
+    task = write(tmp_path / "task.yml", """
+        platform: linux
+        rootfs_uri: /
+        inputs:
+        - name: src
+        - {name: deps}
+        outputs:
+        - name: out
+        params: {GREETING: hello, EMPTY: null}
+        run: {path: src/run.sh}
+    """)
+    r = run_cli(web, "execute", "-c", str(task), "-i", f"src={tmp_path/'src'}", "-i", f"deps={tmp_path/'deps'}",
+                "-o", f"out={tmp_path/'result'}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "done: hello" in r.stdout
+    assert "to-stderr" in r.stderr
+    assert (tmp_path / "result" / "joined.txt").read_text() == "alpha\nbeta\n"
+    builds = json.loads(run_cli(web, "builds", "--json").stdout)
+    b = builds[0]
+    assert b["status"] == "succeeded" and b["worker_name"] == "w1" and b["exit_code"] == 0
+    for phase in ("queued_at", "placed_at", "image_ready_at", "inputs_ready_at", "started_at", "finished_at"):
+        assert b[phase] is not None, phase
+    assert b["queued_at"] <= b["placed_at"] <= b["image_ready_at"] <= b["inputs_ready_at"] <= b["started_at"] \
+        <= b["finished_at"]
+    metrics = httpx.get(web.url + "/metrics").text
+    assert 'airside_build_phase_seconds_count{phase="run"} 1.0' in metrics
+    assert "airside_tasks_pending 0.0" in metrics
+
+
+def test_failing_task_propagates_exit_code(web: WebProc, worker: WorkerProc, tmp_path: Path) -> None:
+    task = write(tmp_path / "task.yml", """
+        platform: linux
+        rootfs_uri: /
+        run: {path: sh, args: [-c, "echo about to fail; exit 7"]}
+    """)
+    r = run_cli(web, "execute", "-c", str(task))
+    assert r.returncode == 7, r.stdout + r.stderr
+    assert "about to fail" in r.stdout and "failed with exit code 7" in r.stderr
+    b = web.client().builds()[0]
+    assert (b.status, b.exit_code) == ("failed", 7)
+
+
+def test_params_and_dir(web: WebProc, worker: WorkerProc, tmp_path: Path) -> None:
+    (tmp_path / "repo" / "sub").mkdir(parents=True)
+    task = write(tmp_path / "task.yml", """
+        platform: linux
+        rootfs_uri: /
+        inputs: [{name: repo}]
+        params:
+          NUMBER: 42
+          FLAG: true
+          LIST: [1, "two"]
+        run:
+          path: sh
+          dir: repo/sub
+          args: [-c, 'echo "pwd=$(basename $(pwd)) n=$NUMBER f=$FLAG l=$LIST"']
+    """)
+    r = run_cli(web, "execute", "-c", str(task), "-i", f"repo={tmp_path/'repo'}")
+    assert r.returncode == 0, r.stderr
+    assert 'pwd=sub n=42 f=true l=[1,"two"]' in r.stdout
+
+
+def test_cache_is_reused_across_runs(web: WebProc, worker: WorkerProc, tmp_path: Path) -> None:
+    task = write(tmp_path / "task.yml", """
+        platform: linux
+        rootfs_uri: /
+        caches: [{path: cache}]
+        run: {path: sh, args: [-c, 'echo run >> cache/runs; echo "runs=$(wc -l < cache/runs)"']}
+    """)
+    # without a cache key execute keys caches by the task config, so the same file shares its caches
+    assert "runs=1" in run_cli(web, "execute", "-c", str(task)).stdout
+    assert "runs=2" in run_cli(web, "execute", "-c", str(task)).stdout
+
+
+def test_invalid_task_config_names_field_and_line(web: WebProc, tmp_path: Path) -> None:
+    task = write(tmp_path / "task.yml", """
+        platform: linux
+        rootfs_uri: /
+        run:
+          path: 5
+          colour: red
+    """)
+    r = run_cli(web, "execute", "-c", str(task))
+    assert r.returncode == 2
+    assert "task.yml:5: run.path" in r.stderr and "task.yml:6" in r.stderr and "colour" in r.stderr
+    assert web.client().builds() == []
+
+
+def test_no_worker_means_pending_and_abort_ends_it(web: WebProc, tmp_path: Path) -> None:
+    task = write(tmp_path / "task.yml", """
+        platform: linux
+        rootfs_uri: /
+        run: {path: "true"}
+    """)
+    import subprocess
+    import sys
+
+    env_cli = run_cli  # keep the helper's environment
+    del env_cli
+    proc = subprocess.Popen([sys.executable, "-m", "airside.cli", "execute", "-c", str(task)],
+                            env={"AIRSIDE_WEB_URL": web.url, "AIRSIDE_TOKEN": web.TOKEN, "PATH": "/usr/bin:/bin"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: web.client().builds() and web.client().builds()[0].status == "pending", what="pending build")
+    assert 'airside_tasks_pending 1.0' in httpx.get(web.url + "/metrics").text
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert web.client().builds()[0].status == "aborted"
