@@ -33,6 +33,7 @@ from airside.baggageclaim.errors import BadStream, InvalidRequest, StreamTooLarg
 
 ENCODINGS = ("raw", "gzip", "zstd")
 BUF = 1 << 20
+TAR_BUF = 64 << 10  # tarfile's stream buffer: it re-slices this buffer on every read, so keep it small
 
 
 def _parts(name: str, what: str) -> list[str]:
@@ -236,8 +237,8 @@ def extract(chunks: Iterable[bytes], data: Path, sub: str, *, privileged: bool, 
     try:
         dest.mkdir(parents=True, exist_ok=True)
         try:
-            with tarfile.open(fileobj=fileobj, mode=mode, bufsize=BUF) as tf:
-                tf.copybufsize = BUF
+            with tarfile.open(fileobj=fileobj, mode=mode, bufsize=TAR_BUF) as tf:
+                tf.copybufsize = 4 * TAR_BUF
                 tf.extractall(str(dest), numeric_owner=True, filter=check)
         except (tarfile.ReadError, tarfile.CompressionError, EOFError, zstandard.ZstdError) as e:
             where = f"after entry {check.current!r}" if check.current else "before the first entry"
