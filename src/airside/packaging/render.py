@@ -186,11 +186,10 @@ def _compose_env(values: dict[str, Any], comp: model.Component) -> dict[str, str
     """AIRSIDE_* env of a compose service: operator-set values, then what the deployment manages."""
     env: dict[str, str] = {}
     set_values = values["airside"].get(comp.name, {})
-    bc_port = model.effective_setting(values, "worker", "baggageclaim_bind_port")
     web_port = model.effective_setting(values, "web", "bind_port")
     for s in comp.settings:
         if s.secret:
-            env[s.env] = "${%s:?run ./generate-secrets.sh first}" % s.env
+            env[s.env] = f"${{{s.env}:?run ./generate-secrets.sh first}}"
             continue
         if set_values.get(s.name) is not None:
             env[s.env] = _env_text(set_values[s.name])
@@ -213,7 +212,6 @@ def _compose_env(values: dict[str, Any], comp: model.Component) -> dict[str, str
                 env[s.env] = "${AIRSIDE_DATABASE_URL:-}"
         # instance_name / self_baggageclaim_url: containers get the binary default (the container's
         # hostname), which stays unique when the worker service is scaled.
-    _ = bc_port
     return env
 
 

@@ -1,0 +1,157 @@
+"""BOSH jobs: spec properties and template references agree, and every ERB renders with Ruby's ERB
+(Debian's ruby) through a small harness that behaves like the director (p, if_p/else, spec, link)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from airside.config import env_name
+from airside.packaging.render import render_files
+
+HARNESS = Path(__file__).with_name("bosh_harness.rb")
+JOBS = ("web", "worker")
+PROP_RE = re.compile(r"""(?<![.\w])(?:p|if_p)\(\s*"([^"]+)"\s*""")
+LINK_PROP_RE = re.compile(r"""\bweb\.p\(\s*"([^"]+)"\s*""")
+
+needs_ruby = pytest.mark.skipif(shutil.which("ruby") is None, reason="needs Debian's ruby (apt-get install -y ruby)")
+
+
+@pytest.fixture(scope="module")
+def files() -> dict[str, str]:
+    return render_files("bosh")
+
+
+def spec(files: dict[str, str], job: str) -> dict[str, Any]:
+    return yaml.safe_load(files[f"jobs/{job}/spec"])
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_spec_properties_and_template_references_agree(files: dict[str, str], job: str) -> None:
+    s = spec(files, job)
+    declared = set(s["properties"])
+    templates = {name: text for name, text in files.items() if name.startswith(f"jobs/{job}/templates/")}
+    assert {f"jobs/{job}/templates/{t}" for t in s["templates"]} == set(templates)
+    referenced = {m for text in templates.values() for m in PROP_RE.findall(text)}
+    for provided in s.get("provides", []):
+        referenced |= set(provided.get("properties", []))
+    assert referenced - declared == set(), f"templates use undeclared properties: {referenced - declared}"
+    assert declared - referenced == set(), f"spec properties no template uses: {declared - referenced}"
+    link_props = {m for text in templates.values() for m in LINK_PROP_RE.findall(text)}
+    provided = {p for provider in JOBS for link in spec(files, provider).get("provides", [])
+                for p in link.get("properties", [])}
+    assert link_props <= provided, f"link properties nobody provides: {link_props - provided}"
+
+
+def test_manifest_properties_exist_in_specs(files: dict[str, str]) -> None:
+    manifest = yaml.safe_load(files["airside.yml"])
+    for group in manifest["instance_groups"]:
+        for job in group["jobs"]:
+            if job["release"] != "airside":
+                continue
+            unknown = set(job.get("properties", {})) - set(spec(files, job["name"])["properties"])
+            assert not unknown, f"{group['name']}/{job['name']}: {unknown}"
+    for ops_name in ("operations/external-postgres.yml", "operations/overlay-driver.yml"):
+        for op in yaml.safe_load(files[ops_name]):
+            m = re.match(r"/instance_groups/name=(\w+)/jobs/name=(\w+)/properties/(\w+)\??$", op["path"])
+            if m:
+                assert m.group(3) in spec(files, m.group(2))["properties"], op["path"]
+
+
+def _defaults(files: dict[str, str], job: str) -> dict[str, Any]:
+    return {k: v.get("default") for k, v in spec(files, job)["properties"].items()}
+
+
+def erb(tmp_path: Path, template: str, properties: dict[str, Any], links: dict[str, Any] | None = None) -> str:
+    ctx = {"properties": properties, "links": links or {},
+           "spec": {"deployment": "airside", "name": "worker", "index": 1, "address": "10.0.0.7",
+                    "id": "b1e5", "ip": "10.0.0.7", "az": "z1"}}
+    tpl, ctx_file = tmp_path / "t.erb", tmp_path / "ctx.json"
+    tpl.write_text(template)
+    ctx_file.write_text(json.dumps(ctx))
+    done = subprocess.run(["ruby", str(HARNESS), str(tpl), str(ctx_file)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _env(sh: str) -> dict[str, str]:
+    out = {}
+    for line in sh.splitlines():
+        if line.startswith("export "):
+            k, _, v = line[len("export "):].partition("=")
+            out[k] = v
+    return out
+
+
+@needs_ruby
+@pytest.mark.parametrize("job", JOBS)
+def test_every_erb_renders(files: dict[str, str], job: str, tmp_path: Path) -> None:
+    props = _defaults(files, job)
+    props.update({"token": "t0k", "worker_token": "w0k", "baggageclaim_token": "b0k",
+                  "database_url": "postgresql://a:b@db:5432/airside"})
+    links = {"airside-web": {"address": "web.airside.bosh", "properties": {"bind_port": 8080}}}
+    for name in spec(files, job)["templates"]:
+        out = erb(tmp_path, files[f"jobs/{job}/templates/{name}"], props, links)
+        assert "<%" not in out
+        if name.endswith((".sh.erb", "ctl.erb", "drain.erb")) and out.startswith("#!"):
+            subprocess.run(["bash", "-n"], input=out, text=True, check=True)
+        if name == "env.sh.erb":
+            env = _env(out)
+            if job == "worker":
+                assert env[env_name("web_url")] == "http://web.airside.bosh:8080"
+                assert env[env_name("worker_name")] == "airside-worker-1"
+                assert env[env_name("baggageclaim_url")] == "http://10.0.0.7:7788"
+                assert env[env_name("worker_token")] == "w0k"
+            subprocess.run(["bash", "-n"], input=out, text=True, check=True)
+
+
+@needs_ruby
+def test_env_quotes_values_and_joins_lists(files: dict[str, str], tmp_path: Path) -> None:
+    props = _defaults(files, "worker")
+    props.update({"tags": ["gpu", "big disk"], "web_url": "http://x:1", "worker_name": "w; rm -rf /"})
+    out = erb(tmp_path, files["jobs/worker/templates/env.sh.erb"], props)
+    env = subprocess.run(["bash", "-c", out + f"\nprintf '%s\\n' \"${env_name('tags')}\" \"${env_name('worker_name')}\""],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert env == ["gpu,big disk", "w; rm -rf /"]
+
+
+@needs_ruby
+def test_drain_script_protocol(files: dict[str, str], tmp_path: Path) -> None:
+    """Run the rendered drain script against a real process standing in for the worker."""
+    drain = erb(tmp_path, files["jobs/worker/templates/drain.erb"], _defaults(files, "worker"))
+    root = tmp_path / "vcap"
+    script = drain.replace("/var/vcap", str(root))
+    (tmp_path / "drain").write_text(script)
+    (tmp_path / "drain").chmod(0o755)
+    (root / "sys/run/worker").mkdir(parents=True)
+    pidfile = root / "sys/run/worker/worker.pid"
+
+    def run(*args: str) -> str:
+        return subprocess.run([str(tmp_path / "drain"), *args], capture_output=True, text=True, check=True,
+                              timeout=10).stdout
+
+    # no worker: drained
+    assert run("job_shutdown").strip() == "0"
+    for arg, sig in (("job_shutdown", "USR2"), ("job_changed", "USR1")):
+        marker = tmp_path / f"got-{sig}"
+        proc = subprocess.Popen(["bash", "-c", f"trap 'touch {marker}; exit 0' {sig}; while :; do sleep 0.1; done"])
+        try:
+            pidfile.write_text(str(proc.pid))
+            import time
+            time.sleep(0.3)
+            assert run(arg).strip() == "-5"  # dynamic drain: ask again in 5s
+            proc.wait(timeout=5)
+            assert marker.exists(), f"{arg} should send SIG{sig}"
+            assert run("job_check_status").strip() == "0"
+        finally:
+            proc.kill()
+    log = (root / "sys/log/worker/drain.log").read_text()
+    assert "retire" in log and "land" in log

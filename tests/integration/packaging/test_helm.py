@@ -1,0 +1,171 @@
+"""The chart: `helm lint` and `helm template` of each variant (Helm v4 from the helm-python-sdk wheel, no
+binary), every rendered manifest validated against the Kubernetes OpenAPI schema (kubernetes-validate)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from airside.config import env_name
+from airside.packaging import model
+from airside.packaging.render import render
+
+helm = pytest.importorskip("helm_python", reason="pip install helm-python-sdk (ships Helm v4 as a library)")
+kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate")
+
+KUBE_VERSION = "1.34.0"  # what tools/kind builds (cgroup v1 capable)
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "overlay-driver": {"airside": {"worker": {"baggageclaim_driver": "overlay"}}},
+    "external-postgresql": {"postgresql": {"enabled": False},
+                            "externalDatabase": {"url": "postgresql://ci:pw@db.example.com:5432/ci"},
+                            "web": {"replicas": 2, "pdb": {"enabled": True}}},
+    "kubernetes-runtime": {"kubernetesRuntime": {"enabled": True}, "worker": {"enabled": False}},
+    "ingress": {"web": {"ingress": {"enabled": True, "className": "nginx", "host": "ci.example.com",
+                                    "tlsSecret": "ci-tls"}}},
+    "persistent-workers-land": {"worker": {"persistence": {"enabled": True, "storageClass": "fast"},
+                                           "shutdownSignal": "SIGUSR1", "privileged": False},
+                                "airside": {"worker": {"drain_timeout": 900, "tags": ["a", "b"],
+                                                       "baggageclaim_stream_max_bytes": 1 << 40}}},
+}
+
+
+@pytest.fixture(scope="module")
+def chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh render (the drift test proves chart/ equals it)."""
+    out = tmp_path_factory.mktemp("chart") / "airside"
+    render("helm", None, out)
+    return out
+
+
+def template(chart: Path, values: dict[str, Any]) -> list[dict[str, Any]]:
+    rendered = helm.Chart.load(str(chart)).render(values, name="ci", namespace="airside", is_install=True)
+    docs = []
+    for name, text in sorted(rendered.items()):
+        if name.endswith("NOTES.txt"):
+            continue
+        docs += [d for d in yaml.safe_load_all(text) if d]
+    return docs
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_lint_is_clean(chart: Path, variant: str) -> None:
+    report = helm.lint(str(chart), VARIANTS[variant], strict=True, namespace="airside")
+    problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
+    assert not problems, problems
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_manifests_are_valid_kubernetes(chart: Path, variant: str) -> None:
+    docs = template(chart, VARIANTS[variant])
+    assert docs
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+
+
+def test_defaults(chart: Path) -> None:
+    docs = template(chart, {})
+    sts = by_kind(docs, "StatefulSet")
+    worker = sts["ci-airside-worker"]["spec"]
+    pod = worker["template"]["spec"]
+    c = pod["containers"][0]
+    env = env_of(c)
+    assert env_name("baggageclaim_driver") not in env, "driver must be unset: the binary's detect applies"
+    assert env[env_name("worker_name")] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env[env_name("web_url")] == "http://ci-airside-web:8080"
+    assert env[env_name("worker_token")]["secretKeyRef"]["key"] == "worker_token"
+    assert pod["terminationGracePeriodSeconds"] == int(model.drain_timeout_default()) + model.DRAIN_MARGIN_SECONDS
+    assert "kill -s USR2 1" in c["lifecycle"]["preStop"]["exec"]["command"][-1]
+    assert c["securityContext"]["privileged"] is True
+    assert pod["volumes"] == [{"name": "work", "emptyDir": {}}]
+    assert worker["podManagementPolicy"] == "Parallel"
+    assert "ci-airside-postgresql" in sts
+    assert "ci-airside-artifacts" not in sts
+    assert not by_kind(docs, "Role")
+    assert by_kind(docs, "PodDisruptionBudget")["ci-airside-worker"]["spec"]["maxUnavailable"] == 1
+    web = by_kind(docs, "Deployment")["ci-airside-web"]["spec"]["template"]["spec"]
+    wenv = env_of(web["containers"][0])
+    assert wenv[env_name("database_url")] == {"secretKeyRef": {"name": "ci-airside", "key": "database_url"}}
+    assert web["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert web["securityContext"]["runAsNonRoot"] is True
+    secret = by_kind(docs, "Secret")["ci-airside"]
+    assert {s.name for s in model.secret_settings()} | {"postgres_password", "database_url"} == set(secret["data"])
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    tests = [d for d in docs if d["kind"] == "Pod"]
+    assert tests and tests[0]["metadata"]["annotations"]["helm.sh/hook"] == "test"
+
+
+def test_overlay_driver(chart: Path) -> None:
+    c = by_kind(template(chart, VARIANTS["overlay-driver"]), "StatefulSet")["ci-airside-worker"]
+    assert env_of(c["spec"]["template"]["spec"]["containers"][0])[env_name("baggageclaim_driver")] == "overlay"
+
+
+def test_external_postgresql(chart: Path) -> None:
+    docs = template(chart, VARIANTS["external-postgresql"])
+    assert "ci-airside-postgresql" not in by_kind(docs, "StatefulSet")
+    secret = by_kind(docs, "Secret")["ci-airside"]
+    assert "database_url" in secret["data"] and "postgres_password" not in secret["data"]
+    assert by_kind(docs, "Deployment")["ci-airside-web"]["spec"]["replicas"] == 2
+
+
+def test_more_web_replicas_need_postgresql(chart: Path) -> None:
+    with pytest.raises(helm.HelmError, match="needs PostgreSQL"):
+        template(chart, {"postgresql": {"enabled": False}, "web": {"replicas": 2}})
+
+
+def test_kubernetes_runtime(chart: Path) -> None:
+    docs = template(chart, VARIANTS["kubernetes-runtime"])
+    role = by_kind(docs, "Role")["ci-airside-web-jobs"]
+    rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
+    assert rules[(("batch",), ("jobs",))] == {"create", "get", "list", "watch", "delete"}
+    assert rules[(("",), ("pods",))] == {"get", "list", "watch"}
+    assert rules[(("",), ("pods/log",))] == {"get"}
+    binding = by_kind(docs, "RoleBinding")["ci-airside-web-jobs"]
+    assert binding["subjects"][0]["name"] == "ci-airside-web"
+    sts = by_kind(docs, "StatefulSet")
+    assert "ci-airside-worker" not in sts
+    store = sts["ci-airside-artifacts"]
+    assert store["spec"]["template"]["spec"]["containers"][0]["args"] == ["baggageclaim"]
+    assert store["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "volumes"
+    web = by_kind(docs, "Deployment")["ci-airside-web"]["spec"]["template"]["spec"]
+    assert web["serviceAccountName"] == "ci-airside-web" and web["automountServiceAccountToken"] is True
+
+
+def test_ingress(chart: Path) -> None:
+    ing = by_kind(template(chart, VARIANTS["ingress"]), "Ingress")["ci-airside-web"]
+    assert ing["spec"]["rules"][0]["host"] == "ci.example.com"
+    assert ing["spec"]["tls"][0]["secretName"] == "ci-tls"
+
+
+def test_persistent_landing_workers(chart: Path) -> None:
+    sts = by_kind(template(chart, VARIANTS["persistent-workers-land"]), "StatefulSet")["ci-airside-worker"]
+    pod = sts["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    env = env_of(c)
+    assert pod["terminationGracePeriodSeconds"] == 900 + model.DRAIN_MARGIN_SECONDS
+    assert "kill -s USR1 1" in c["lifecycle"]["preStop"]["exec"]["command"][-1]
+    assert env[env_name("tags")] == "a,b"
+    assert env[env_name("drain_timeout")] == "900"
+    assert env[env_name("baggageclaim_stream_max_bytes")] == str(1 << 40)
+    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "fast"
+    assert "volumes" not in pod
+    assert c["securityContext"]["privileged"] is False
+
+
+def test_values_schema_rejects_unknown_keys(chart: Path) -> None:
+    with pytest.raises(helm.HelmError, match="replicaz"):
+        helm.Chart.load(str(chart)).validate_schema({"worker": {"replicaz": 1}})
+    with pytest.raises(helm.HelmError, match="baggageclaim_driver"):
+        helm.Chart.load(str(chart)).validate_schema({"airside": {"worker": {"baggageclaim_driver": "zfs"}}})
