@@ -113,9 +113,13 @@ def namespace(kube: Kube):
     kube.run("delete", "namespace", ns, "--wait=false", check=False)
 
 
-# any image present on every node works; the local-path helper is a small
-# Debian image that kind pre-loads (offline build and official images alike)
+# Test pods need sh, sleep, seq and getent. The offline build's local-path
+# helper is a small Debian image that every node has pre-loaded; on other
+# clusters (official kind images, KUBECONFIG) set AIRSIDE_KIND_TEST_IMAGE to
+# an image with those tools (e.g. debian:bookworm-slim).
 def _busy_image(kube: Kube) -> str:
+    if os.environ.get("AIRSIDE_KIND_TEST_IMAGE"):
+        return os.environ["AIRSIDE_KIND_TEST_IMAGE"]
     nodes = kube.json("get", "nodes")["items"]
     names: set[str] = set()
     for img in nodes[0]["status"].get("images", []):
@@ -150,7 +154,7 @@ spec:
       containers:
       - name: hello
         image: {image}
-        imagePullPolicy: Never
+        imagePullPolicy: IfNotPresent
         command: ["sh", "-c", "echo hello from airside"]
 """
     )
@@ -177,7 +181,7 @@ spec:
   containers:
   - name: w
     image: {image}
-    imagePullPolicy: Never
+    imagePullPolicy: IfNotPresent
     command: ["sh", "-c", "echo persisted > /data/f && cat /data/f"]
     volumeMounts: [{{name: d, mountPath: /data}}]
   volumes:
@@ -205,7 +209,7 @@ spec:
   containers:
   - name: web
     image: {image}
-    imagePullPolicy: Never
+    imagePullPolicy: IfNotPresent
     command: ["sleep", "infinity"]
 ---
 apiVersion: v1
@@ -229,7 +233,7 @@ spec:
   containers:
   - name: r
     image: {image}
-    imagePullPolicy: Never
+    imagePullPolicy: IfNotPresent
     command: ["sh", "-c", "for i in $(seq 30); do getent hosts {fqdn} && exit 0; sleep 2; done; exit 1"]
 """
     )

@@ -53,7 +53,7 @@ try:
     cfg = json.load(open(path))
 except (OSError, ValueError):
     cfg = {}
-cfg.setdefault("data-root", os.path.join(d, "data"))
+cfg["data-root"] = os.path.join(d, "data")
 cfg.setdefault("runtimes", {})["airside-runc"] = {"path": os.path.join(d, "bin", "airside-runc")}
 cfg["default-runtime"] = "airside-runc"
 cfg.setdefault("log-driver", "json-file")

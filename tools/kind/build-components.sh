@@ -56,11 +56,21 @@ gobuild local-path-provisioner "$LOCAL_PATH_VERSION" -- \
   -ldflags "-s -w -X main.VERSION=$LOCAL_PATH_VERSION" "github.com/rancher/local-path-provisioner@$LOCAL_PATH_VERSION"
 # kindnetd is a nested module that some module proxies/mirrors do not carry;
 # without it build-images.sh uses images/kindnet-lite instead.
-if ! ( gobuild kindnetd "${KINDNETD_COMMIT:0:12}" -- -ldflags "-s -w" \
-       "sigs.k8s.io/kind/images/kindnetd/cmd/kindnetd@$KINDNETD_COMMIT" ); then
-  rm -rf "$COMP/kindnetd-${KINDNETD_COMMIT:0:12}"
-  warn "kindnetd@${KINDNETD_COMMIT:0:12} is not available from $GOPROXY; the node will use airside's kindnet-lite agent instead"
+KN="$COMP/kindnetd-${KINDNETD_COMMIT:0:12}"
+if [[ -f "$KN.unavailable" && "${AIRSIDE_RETRY_KINDNETD:-0}" != 1 ]]; then
+  info "kindnetd ${KINDNETD_COMMIT:0:12}: not on the module proxy (checked $(cat "$KN.unavailable")); using kindnet-lite"
+elif ! ( gobuild kindnetd "${KINDNETD_COMMIT:0:12}" -- -ldflags "-s -w" \
+       "sigs.k8s.io/kind/images/kindnetd/cmd/kindnetd@$KINDNETD_COMMIT" 2>"$COMP/kindnetd.err" ); then
+  rm -rf "$KN"
+  if grep -qE '40[34]|not available|unknown revision' "$COMP/kindnetd.err"; then
+    date -u +%FT%TZ > "$KN.unavailable"
+    warn "kindnetd@${KINDNETD_COMMIT:0:12} is not available from $GOPROXY; the node uses airside's kindnet-lite agent instead (AIRSIDE_RETRY_KINDNETD=1 retries)"
+  else
+    cat "$COMP/kindnetd.err" >&2
+    warn "building kindnetd failed; the node uses airside's kindnet-lite agent instead"
+  fi
 fi
+rm -f "$COMP/kindnetd.err"
 wrapbuild containerd "$CONTAINERD_VERSION" github.com/containerd/containerd/v2 -- \
   -tags "no_aufs no_zfs no_btrfs no_devmapper" \
   -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION" -- \

@@ -105,8 +105,8 @@ fi
 # decide: official image (online) or local build (offline)
 IMAGE="${KIND_NODE_IMAGE:-}"
 if [[ -z "$IMAGE" && "$ONLINE" != 0 ]]; then
-  if [[ "$ONLINE" == 1 ]] || curl -fsS -m 5 -o /dev/null -w '%{http_code}' https://registry-1.docker.io/v2/ 2>/dev/null | grep -q 401 \
-     || curl -sS -m 5 -o /dev/null -w '%{http_code}' https://registry-1.docker.io/v2/ 2>/dev/null | grep -q 401; then
+  code="$(curl -sS -m 5 -o /dev/null -w '%{http_code}' https://registry-1.docker.io/v2/ 2>/dev/null || true)"
+  if [[ "$ONLINE" == 1 || "$code" == 401 || "$code" == 200 ]]; then
     IMAGE="$(grep -o 'kindest/node:[^"]*' "$(mod_dir "sigs.k8s.io/kind@$KIND_VERSION")/pkg/apis/config/defaults/image.go")"
     info "registry reachable: using kind's official node image $IMAGE"
   fi
@@ -132,6 +132,11 @@ else
   docker tag "$IMAGE" kindest/node:airside
   info "node image $IMAGE (alias kindest/node:airside)"
   ln -sfn "$(kube_bin_dir)/kubectl" "$KIND_CACHE/bin/kubectl"
+  # drop images built from older recipes (their tags carry an older key)
+  key="$(recipe_key)"
+  docker images --format '{{.Repository}}:{{.Tag}}' \
+    | grep -E '^(kindest/node:.*-airside-|kindest/base:airside-|airside/debian-iptables-wrapped:)' \
+    | grep -v -e "$key" | xargs -r docker rmi >/dev/null 2>&1 || true
 fi
 
 step "kind create cluster '$NAME' (1 control plane + $((NODES - 1)) workers)"
