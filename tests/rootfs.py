@@ -28,7 +28,11 @@ def busybox_path() -> str | None:
     """The host's statically linked busybox, or None (apt-get install busybox-static)."""
     for cand in BUSYBOX_CANDIDATES:
         if os.path.exists(cand):
-            out = subprocess.run(["file", "-L", cand], capture_output=True, text=True).stdout if shutil.which("file") else ""
+            out = (
+                subprocess.run(["file", "-L", cand], capture_output=True, text=True).stdout
+                if shutil.which("file")
+                else ""
+            )
             if not out or "statically linked" in out or "static-pie" in out:
                 return cand
     return None
@@ -99,7 +103,9 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def image_config(layers: list[bytes], env: list[str] | None = None, user: str = "", workdir: str = "") -> dict:
+def image_config(
+    layers: list[bytes], env: list[str] | None = None, user: str = "", workdir: str = ""
+) -> dict:
     return {
         "architecture": "amd64",
         "os": "linux",
@@ -130,7 +136,9 @@ def make_docker_archive(layers: list[bytes], out: Path, **config_kw: object) -> 
     return out
 
 
-def make_oci_layout(layers: list[bytes], out: Path, gzip_layers: bool = True, as_tar: bool = True, **config_kw: object) -> Path:
+def make_oci_layout(
+    layers: list[bytes], out: Path, gzip_layers: bool = True, as_tar: bool = True, **config_kw: object
+) -> Path:
     """An OCI image layout (oci-layout, index.json, blobs/sha256/…) as a tarball (or a directory)."""
     blobs: dict[str, bytes] = {}
 
@@ -148,7 +156,11 @@ def make_oci_layout(layers: list[bytes], out: Path, gzip_layers: bool = True, as
         {
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": blob(config), "size": len(config)},
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": blob(config),
+                "size": len(config),
+            },
             "layers": layer_descs,
         }
     ).encode()
@@ -163,7 +175,10 @@ def make_oci_layout(layers: list[bytes], out: Path, gzip_layers: bool = True, as
             }
         ],
     }
-    files = {"oci-layout": json.dumps({"imageLayoutVersion": "1.0.0"}).encode(), "index.json": json.dumps(index).encode()}
+    files = {
+        "oci-layout": json.dumps({"imageLayoutVersion": "1.0.0"}).encode(),
+        "index.json": json.dumps(index).encode(),
+    }
     files.update({f"blobs/sha256/{h}": data for h, data in blobs.items()})
     if as_tar:
         with tarfile.open(out, "w") as tf:

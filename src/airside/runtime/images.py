@@ -45,7 +45,10 @@ log = logging.get("airside.runtime.images")
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
-INDEX_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
+INDEX_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
 UNREACHABLE_HINTS = ("connection refused", "no such host", "i/o timeout", "network is unreachable", "no route to host",
                      "dial tcp", "server misbehaving", "timeout", "connection reset")  # fmt: skip
 
@@ -76,10 +79,14 @@ class ImageSource:
             return cls("dir", str(p.resolve()))
         if p.is_file():
             return cls("tarball", str(p.resolve()))
-        raise RuntimeError_(f"image {uri!r}: no such directory or file (expected a rootfs directory, a tarball or a URL)")
+        raise RuntimeError_(
+            f"image {uri!r}: no such directory or file (expected a rootfs directory, a tarball or a URL)"
+        )
 
     @classmethod
-    def registry(cls, repository: str, tag: str = "latest", digest: str | None = None, insecure: bool = False) -> ImageSource:
+    def registry(
+        cls, repository: str, tag: str = "latest", digest: str | None = None, insecure: bool = False
+    ) -> ImageSource:
         if not repository:
             raise RuntimeError_("registry image: source.repository is empty")
         return cls("registry", repository, tag or "latest", digest, insecure)
@@ -144,7 +151,9 @@ def image_key(source: ImageSource) -> str:
                     st = os.lstat(p)
                 except OSError:
                     continue
-                h.update(f"{os.path.relpath(p, source.location)}\0{st.st_mode}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+                h.update(
+                    f"{os.path.relpath(p, source.location)}\0{st.st_mode}\0{st.st_size}\0{st.st_mtime_ns}\n".encode()
+                )
     return "image-" + h.hexdigest()[:40]
 
 
@@ -154,7 +163,9 @@ def image_key(source: ImageSource) -> str:
 def _clean_parts(name: str, what: str) -> list[str]:
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise RuntimeError_(f"{what}: entry {name!r} leaves the root filesystem (path traversal); refusing to unpack")
+        raise RuntimeError_(
+            f"{what}: entry {name!r} leaves the root filesystem (path traversal); refusing to unpack"
+        )
     return parts
 
 
@@ -288,7 +299,12 @@ def unpack_layer(fileobj: IO[bytes], rootfs: Path, what: str = "layer", whiteout
                 for key, value in (m.pax_headers or {}).items():
                     if key.startswith("SCHILY.xattr."):
                         try:
-                            os.setxattr(dest, key[len("SCHILY.xattr.") :], value.encode("utf-8", "surrogateescape"), follow_symlinks=False)
+                            os.setxattr(
+                                dest,
+                                key[len("SCHILY.xattr.") :],
+                                value.encode("utf-8", "surrogateescape"),
+                                follow_symlinks=False,
+                            )
                         except OSError:
                             pass
             if not m.isdir():
@@ -374,7 +390,11 @@ def _unpack_oci(arc: _Archive, rootfs: Path, display: str, ref: str | None = Non
     index = arc.json("index.json")
     manifests = (index.get("manifests") or []) if isinstance(index, dict) else []
     if ref:
-        named = [m for m in manifests if (m.get("annotations") or {}).get("org.opencontainers.image.ref.name") == ref]
+        named = [
+            m
+            for m in manifests
+            if (m.get("annotations") or {}).get("org.opencontainers.image.ref.name") == ref
+        ]
         manifests = named or manifests
     if not manifests:
         raise RuntimeError_(f"image {display}: index.json lists no manifests")
@@ -427,7 +447,9 @@ def load_image_config(target: Path) -> ImageConfig:
     return ImageConfig(**json.loads((Path(target) / "image.json").read_text()))
 
 
-def prepare_image(source: ImageSource, target: Path, skopeo: str = "skopeo", timeout: float = 300) -> ImageConfig:
+def prepare_image(
+    source: ImageSource, target: Path, skopeo: str = "skopeo", timeout: float = 300
+) -> ImageConfig:
     """Unpack `source` into `target/rootfs` and write `target/image.json`; returns the image config.
     `target` must be empty or missing; it is left incomplete (no image.json) on error."""
     target = Path(target)
@@ -466,7 +488,9 @@ def _from_dir(src: Path, rootfs: Path, display: str) -> ImageConfig:
         meta = json.loads((src / "metadata.json").read_text())
         config = ImageConfig(env=_env_dict(meta.get("env") or []), user=meta.get("user") or "")
         src = src / "rootfs"
-    r = subprocess.run(["cp", "-a", "--reflink=auto", f"{src}/.", str(rootfs)], capture_output=True, text=True)
+    r = subprocess.run(
+        ["cp", "-a", "--reflink=auto", f"{src}/.", str(rootfs)], capture_output=True, text=True
+    )
     if r.returncode != 0:
         raise RuntimeError_(f"image {display}: copying the rootfs failed: {r.stderr.strip()}")
     return config
@@ -502,7 +526,9 @@ def _download(url: str, dest: Path, timeout: float) -> None:
         raise RuntimeError_(f"image {url}: download failed: {e}") from e
 
 
-def _skopeo_copy(source: ImageSource, tmp: Path, skopeo: str, timeout: float, run: Callable = subprocess.run) -> None:
+def _skopeo_copy(
+    source: ImageSource, tmp: Path, skopeo: str, timeout: float, run: Callable = subprocess.run
+) -> None:
     display = source.display()
     exe = shutil.which(skopeo)
     if exe is None:
@@ -510,14 +536,25 @@ def _skopeo_copy(source: ImageSource, tmp: Path, skopeo: str, timeout: float, ru
     policy = tmp / "policy.json"
     policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
     ref = f"{source.location}@{source.digest}" if source.digest else f"{source.location}:{source.tag}"
-    argv = [exe, "--policy", str(policy), "--command-timeout", f"{int(timeout)}s", "copy", "--retry-times", "0"]
+    argv = [
+        exe,
+        "--policy",
+        str(policy),
+        "--command-timeout",
+        f"{int(timeout)}s",
+        "copy",
+        "--retry-times",
+        "0",
+    ]
     if source.insecure:
         argv.append("--src-tls-verify=false")
     argv += [f"docker://{ref}", f"oci:{tmp / 'layout'}:image"]
     try:
         r = run(argv, capture_output=True, text=True, timeout=timeout + 10, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        raise RuntimeError_(f"image {display}: no registry is reachable (skopeo timed out after {int(timeout)}s)") from None
+        raise RuntimeError_(
+            f"image {display}: no registry is reachable (skopeo timed out after {int(timeout)}s)"
+        ) from None
     if r.returncode != 0:
         detail = (r.stderr.strip().splitlines() or ["skopeo failed"])[-1]
         if any(h in detail.lower() for h in UNREACHABLE_HINTS):

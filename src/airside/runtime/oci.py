@@ -4,8 +4,8 @@
 
 prepare() writes `<state_dir>/<handle>/bundle/config.json` (built by the pure `build_config()`),
 start() launches the shim, which runs `runc run --keep --bundle … --pid-file … <handle>` and records
-the exit status (reading the container's memory cgroup to tell an OOM kill), then `runc delete`s
-it. runc's own state lives in `<state_dir>/.runc`, cgroups at `/airside/<state dir hash>.<handle>`.
+the exit status (reading the kept container's memory cgroup to tell an OOM kill); destroy() runs
+`runc delete --force`, which also removes the cgroups. runc's own state lives in `<state_dir>/.runc`, cgroups at `/airside/<state dir hash>.<handle>`.
 
 Isolation: pid, ipc, uts and mount namespaces and, by default, a fresh network namespace with only
 loopback (`ContainerSpec.network = "host"` shares the host's network instead). Unprivileged
@@ -178,7 +178,11 @@ def build_config(
         "ociVersion": "1.0.2",
         "process": {
             "terminal": False,
-            "user": {"uid": uid, "gid": gid, **({"additionalGids": additional_gids} if additional_gids else {})},
+            "user": {
+                "uid": uid,
+                "gid": gid,
+                **({"additionalGids": additional_gids} if additional_gids else {}),
+            },
             "args": [spec.path, *spec.args],
             "env": [f"{k}={v}" for k, v in env.items()],
             "cwd": spec.dir or "/",
@@ -238,7 +242,9 @@ class OCIRuntime(SupervisedRuntime):
     def __init__(self, state_dir: Path, runc: str = "runc") -> None:
         path = shutil.which(runc)
         if path is None:
-            raise RuntimeError_(f"{runc!r} not found on PATH: install it (apt-get install runc) or use the process runtime")
+            raise RuntimeError_(
+                f"{runc!r} not found on PATH: install it (apt-get install runc) or use the process runtime"
+            )
         super().__init__(state_dir)
         self.runc = path
         self.runc_root = self.state_dir / ".runc"
@@ -263,7 +269,9 @@ class OCIRuntime(SupervisedRuntime):
             raise RuntimeError_(f"container {spec.handle!r}: dir {spec.dir!r} must be an absolute path")
         for m in spec.mounts:
             if not m.destination.startswith("/") or ".." in m.destination.split("/"):
-                raise RuntimeError_(f"mount destination {m.destination!r} must be an absolute path without '..'")
+                raise RuntimeError_(
+                    f"mount destination {m.destination!r} must be an absolute path without '..'"
+                )
             if not Path(m.source).exists():
                 raise RuntimeError_(f"mount source {m.source} (for {m.destination}) does not exist")
         if spec.network not in ("loopback", "host"):
@@ -275,31 +283,58 @@ class OCIRuntime(SupervisedRuntime):
             self._prepare_dir(spec, rootfs, uid, gid)
             bundle = cdir / "bundle"
             bundle.mkdir(exist_ok=True)
-            (bundle / "hosts").write_text(f"127.0.0.1\tlocalhost {spec.handle[:63]}\n::1\tlocalhost ip6-localhost\n")
+            (bundle / "hosts").write_text(
+                f"127.0.0.1\tlocalhost {spec.handle[:63]}\n::1\tlocalhost ip6-localhost\n"
+            )
             (bundle / "hostname").write_text(spec.handle[:63] + "\n")
             extra_mounts = [
-                {"destination": "/etc/hosts", "type": "bind", "source": str(bundle / "hosts"), "options": ["rbind", "ro"]},
-                {"destination": "/etc/hostname", "type": "bind", "source": str(bundle / "hostname"), "options": ["rbind", "ro"]},
+                {
+                    "destination": "/etc/hosts",
+                    "type": "bind",
+                    "source": str(bundle / "hosts"),
+                    "options": ["rbind", "ro"],
+                },
+                {
+                    "destination": "/etc/hostname",
+                    "type": "bind",
+                    "source": str(bundle / "hostname"),
+                    "options": ["rbind", "ro"],
+                },
             ]
             if spec.network == "host" and os.path.exists("/etc/resolv.conf"):
                 shutil.copy(Path("/etc/resolv.conf").resolve(), bundle / "resolv.conf")
                 extra_mounts.append(
-                    {"destination": "/etc/resolv.conf", "type": "bind", "source": str(bundle / "resolv.conf"), "options": ["rbind", "ro"]}
+                    {
+                        "destination": "/etc/resolv.conf",
+                        "type": "bind",
+                        "source": str(bundle / "resolv.conf"),
+                        "options": ["rbind", "ro"],
+                    }
                 )
             cgroups_path = f"{self.cgroup_prefix}{spec.handle}"
-            config = build_config(spec, uid, gid, extra, home, self.bound_caps, cgroups_path, self.memsw, extra_mounts)
+            config = build_config(
+                spec, uid, gid, extra, home, self.bound_caps, cgroups_path, self.memsw, extra_mounts
+            )
             (bundle / "config.json").write_text(json.dumps(config, indent=1))
             command = {
                 "argv": self._runc(
-                    "--log", str(cdir / "runc.log"), "--log-format", "json",
-                    "run", "--keep", "--bundle", str(bundle), "--pid-file", str(cdir / "pid"), spec.handle,
+                    "--log",
+                    str(cdir / "runc.log"),
+                    "--log-format",
+                    "json",
+                    "run",
+                    "--keep",
+                    "--bundle",
+                    str(bundle),
+                    "--pid-file",
+                    str(cdir / "pid"),
+                    spec.handle,
                 ),  # fmt: skip
                 "cwd": str(bundle),
                 "pid_file": str(cdir / "pid"),
                 "runc_log": str(cdir / "runc.log"),
                 "signal_exit_codes": True,
                 "oom_cgroup": str(self.memory_root / cgroups_path.lstrip("/")),
-                "after": [self._runc("delete", "--force", spec.handle)],
             }
             self._commit_prepare(cdir, spec, command)
         except BaseException:
@@ -313,7 +348,9 @@ class OCIRuntime(SupervisedRuntime):
         best = None
         for m in spec.mounts:
             dest = m.destination.rstrip("/") or "/"
-            if (d == dest or d.startswith(dest + "/")) and (best is None or len(dest) > len(best.destination)):
+            if (d == dest or d.startswith(dest + "/")) and (
+                best is None or len(dest) > len(best.destination)
+            ):
                 best = m
         if best is None:
             _mkdirs_in(rootfs, d, uid, gid)

@@ -36,14 +36,20 @@ def _host_user(user: str) -> tuple[int, int, list[int]]:
         uid, gid, uname = pw.pw_uid, pw.pw_gid, pw.pw_name
     except KeyError:
         if not name.isdigit():
-            raise RuntimeError_(f"user {name!r} does not exist on this host (process runtime uses the host's users)") from None
+            raise RuntimeError_(
+                f"user {name!r} does not exist on this host (process runtime uses the host's users)"
+            ) from None
         uid, gid, uname = int(name), 0, None
     if group:
         try:
             gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
         except KeyError:
             raise RuntimeError_(f"group {group!r} does not exist on this host") from None
-    extra = [g.gr_gid for g in grp.getgrall() if uname and uname in g.gr_mem and g.gr_gid != gid] if not group else []
+    extra = (
+        [g.gr_gid for g in grp.getgrall() if uname and uname in g.gr_mem and g.gr_gid != gid]
+        if not group
+        else []
+    )
     return uid, gid, extra
 
 
@@ -64,10 +70,18 @@ class ProcessRuntime(SupervisedRuntime):
             raise RuntimeError_(f"container {spec.handle!r}: run.path is empty")
         d = spec.dir or "/"
         if not d.startswith("/") or ".." in d.split("/"):
-            raise RuntimeError_(f"container {spec.handle!r}: dir {spec.dir!r} must be an absolute path without '..'")
+            raise RuntimeError_(
+                f"container {spec.handle!r}: dir {spec.dir!r} must be an absolute path without '..'"
+            )
         for m in spec.mounts:
-            if not m.destination.startswith("/") or ".." in m.destination.split("/") or m.destination.rstrip("/") == "":
-                raise RuntimeError_(f"mount destination {m.destination!r} must be an absolute path below / without '..'")
+            if (
+                not m.destination.startswith("/")
+                or ".." in m.destination.split("/")
+                or m.destination.rstrip("/") == ""
+            ):
+                raise RuntimeError_(
+                    f"mount destination {m.destination!r} must be an absolute path below / without '..'"
+                )
             if not Path(m.source).exists():
                 raise RuntimeError_(f"mount source {m.source} (for {m.destination}) does not exist")
         uid = gid = None
@@ -75,7 +89,9 @@ class ProcessRuntime(SupervisedRuntime):
         if spec.user:
             uid, gid, groups = _host_user(spec.user)
             if os.geteuid() != 0 and uid != os.geteuid():
-                raise RuntimeError_(f"run.user {spec.user!r} needs the worker to run as root (process runtime)")
+                raise RuntimeError_(
+                    f"run.user {spec.user!r} needs the worker to run as root (process runtime)"
+                )
             if os.geteuid() != 0:
                 uid = gid = groups = None
         ignored = [k for k, v in (("memory", spec.limits.memory_bytes), ("cpu", spec.limits.cpu_shares)) if v]
@@ -92,14 +108,23 @@ class ProcessRuntime(SupervisedRuntime):
                 link = root / m.destination.strip("/")
                 link.parent.mkdir(parents=True, exist_ok=True)
                 if link.is_symlink() or link.exists():
-                    raise RuntimeError_(f"mount destination {m.destination!r} overlaps another mount (process runtime)")
+                    raise RuntimeError_(
+                        f"mount destination {m.destination!r} overlaps another mount (process runtime)"
+                    )
                 link.symlink_to(Path(m.source).resolve())
             cwd = root / d.strip("/")
             cwd.mkdir(parents=True, exist_ok=True)  # through a mount symlink: created in that volume
             if uid is not None and os.geteuid() == 0:
                 self._chown_created(root, cwd, uid, gid)
             env = {"PATH": DEFAULT_PATH, **spec.env}
-            command = {"argv": [spec.path, *spec.args], "cwd": str(cwd), "env": env, "uid": uid, "gid": gid, "groups": groups}
+            command = {
+                "argv": [spec.path, *spec.args],
+                "cwd": str(cwd),
+                "env": env,
+                "uid": uid,
+                "gid": gid,
+                "groups": groups,
+            }
             self._commit_prepare(cdir, spec, command)
         except BaseException:
             shutil.rmtree(cdir, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""The per-container supervisor ("shim"): `python -m airside.runtime.shim <container-dir> [--notify-fd N]`.
+"""The per-container supervisor ("shim"): `python -S shim.py <container-dir> [--notify-fd N]`
+(`python -m airside.runtime.shim …` works too).
 
 A worker starts one shim per container in its own session, so the container outlives the worker.
 The shim reads `command.json` from the container's state dir, runs the command with stdin from
@@ -9,7 +10,8 @@ worker's state.
 State dir layout (`<state_dir>/<handle>/`), shared by every backend that uses the shim:
 
     spec.json      the ContainerSpec as prepared (written by the runtime)
-    command.json   what the shim runs: argv, cwd, env, uid/gid, pid_file, oom_cgroup, after
+    command.json   what the shim runs: argv, cwd, env, uid/gid/groups, pid_file, runc_log, oom_cgroup,
+                   signal_exit_codes (128+N means "killed by signal N", as runc reports it)
     shim.pid       "<pid> <starttime>" of the shim (written by both the runtime and the shim)
     pid            "<pid> <starttime>" of the task process (or the pid runc writes)
     output.log     records: 1 byte stream (1 stdout, 2 stderr), 4 bytes big-endian length, data
@@ -202,8 +204,6 @@ def run(cdir: str, notify_fd: int | None) -> int:
     write_atomic(os.path.join(cdir, "exit.json"), json.dumps(status).encode())
     if notify_fd is not None:
         os.close(notify_fd)
-    for argv in cmd.get("after", []):
-        subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=sys.stderr, check=False)
     return 0
 
 

@@ -83,7 +83,9 @@ class SupervisedRuntime(Runtime):
     def _new_cdir(self, spec: ContainerSpec) -> Path:
         cdir = self.cdir(spec.handle)
         if (cdir / "spec.json").exists():
-            raise RuntimeError_(f"container {spec.handle!r} already exists in {self.state_dir}; destroy it first")
+            raise RuntimeError_(
+                f"container {spec.handle!r} already exists in {self.state_dir}; destroy it first"
+            )
         cdir.mkdir(parents=True, exist_ok=True)
         return cdir
 
@@ -102,8 +104,10 @@ class SupervisedRuntime(Runtime):
         os.set_inheritable(w, True)
         shim_log = open(cdir / "shim.log", "ab")
         try:
+            # the shim is stdlib-only: run its file with -S (no site) so it starts fast and does not
+            # depend on how airside is installed; -u for an unbuffered shim.log
             proc = subprocess.Popen(
-                [sys.executable, "-m", "airside.runtime.shim", str(cdir), "--notify-fd", str(w)],
+                [sys.executable, "-S", "-u", shim.__file__, str(cdir), "--notify-fd", str(w)],
                 stdin=subprocess.DEVNULL,
                 stdout=shim_log,
                 stderr=shim_log,
@@ -229,14 +233,16 @@ class SupervisedRuntime(Runtime):
                         stream, n = shim.HEADER.unpack_from(buf)
                         if len(buf) < shim.HEADER.size + n:
                             break
-                        yield LogChunk(shim.STREAMS.get(stream, "stdout"), buf[shim.HEADER.size : shim.HEADER.size + n])
+                        yield LogChunk(
+                            shim.STREAMS.get(stream, "stdout"), buf[shim.HEADER.size : shim.HEADER.size + n]
+                        )
                         buf = buf[shim.HEADER.size + n :]
                     continue
                 if not follow:
                     return
                 if done():
                     # exit.json is written after output.log is complete: one last read finds the rest
-                    if (data := f.read()):
+                    if data := f.read():
                         buf += data
                         continue
                     return
@@ -262,9 +268,13 @@ class SupervisedRuntime(Runtime):
         deadline = time.monotonic() + 15
         while True:
             self._teardown(handle)
-            if not (cdir / "shim.pid").exists() or not self._shim_alive(handle, cdir) or time.monotonic() > deadline:
+            if not (cdir / "shim.pid").exists():
                 break
-            time.sleep(0.05)
+            settle = min(deadline, time.monotonic() + 1)
+            while self._shim_alive(handle, cdir) and time.monotonic() < settle:
+                time.sleep(0.005)
+            if not self._shim_alive(handle, cdir) or time.monotonic() > deadline:
+                break
         if (pid := pid_alive(cdir / "shim.pid")) is not None:
             log.warning("supervisor did not exit; killing it", handle=handle, pid=pid)
             try:

@@ -19,8 +19,12 @@ from tests.rootfs import busybox_path, make_busybox_rootfs
 IS_ROOT = os.geteuid() == 0
 HAVE_RUNC = shutil.which("runc") is not None
 
-needs_runc = pytest.mark.skipif(not (IS_ROOT and HAVE_RUNC), reason="needs root and runc (apt-get install runc)")
-needs_busybox = pytest.mark.skipif(busybox_path() is None, reason="needs busybox-static (apt-get install busybox-static)")
+needs_runc = pytest.mark.skipif(
+    not (IS_ROOT and HAVE_RUNC), reason="needs root and runc (apt-get install runc)"
+)
+needs_busybox = pytest.mark.skipif(
+    busybox_path() is None, reason="needs busybox-static (apt-get install busybox-static)"
+)
 
 
 @pytest.fixture(scope="session")
@@ -80,7 +84,9 @@ def start_in_doomed_worker(kind: str, state_dir: Path, spec: ContainerSpec) -> N
     )
     from airside.runtime.supervise import spec_to_json
 
-    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(spec_to_json(spec))], stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, json.dumps(spec_to_json(spec))], stdout=subprocess.PIPE
+    )
     try:
         assert proc.stdout is not None
         for line in proc.stdout:  # (log lines may come first)

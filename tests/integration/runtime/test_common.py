@@ -36,7 +36,11 @@ def mkspec(kind: str, busybox_rootfs: Path):
     def make(handle: str, script: str, **kw) -> ContainerSpec:
         # the process runtime runs host programs: /bin/sh on the host; oci: busybox sh in the rootfs
         return ContainerSpec(
-            handle=handle, rootfs=busybox_rootfs if kind == "oci" else None, path="/bin/sh", args=["-c", script], **kw
+            handle=handle,
+            rootfs=busybox_rootfs if kind == "oci" else None,
+            path="/bin/sh",
+            args=["-c", script],
+            **kw,
         )
 
     return make
@@ -72,7 +76,10 @@ def test_output_order_is_preserved_within_a_stream(rt, mkspec) -> None:
 
 
 def test_env_comes_from_params_with_a_default_path(rt, mkspec) -> None:
-    status, out = run(rt, mkspec("env", 'echo "$GREETING|$EMPTY|"; echo "$PATH"', env={"GREETING": "hello world", "EMPTY": ""}))
+    status, out = run(
+        rt,
+        mkspec("env", 'echo "$GREETING|$EMPTY|"; echo "$PATH"', env={"GREETING": "hello world", "EMPTY": ""}),
+    )
     assert status.code == 0
     greeting, path = out["stdout"].decode().splitlines()
     assert greeting == "hello world||"
@@ -82,7 +89,9 @@ def test_env_comes_from_params_with_a_default_path(rt, mkspec) -> None:
 def test_dir_is_honoured_and_created(rt, mkspec, tmp_path: Path) -> None:
     vol = tmp_path / "vol"
     vol.mkdir()
-    spec = mkspec("dir", "echo here > marker; pwd", dir="/tmp/build/work/sub", mounts=[Mount(vol, "/tmp/build/work")])
+    spec = mkspec(
+        "dir", "echo here > marker; pwd", dir="/tmp/build/work/sub", mounts=[Mount(vol, "/tmp/build/work")]
+    )
     status, out = run(rt, spec)
     assert status.code == 0
     assert (vol / "sub" / "marker").read_text() == "here\n"
@@ -174,12 +183,16 @@ def test_prepare_twice_and_bad_handles_are_errors(rt, mkspec) -> None:
         rt.prepare(mkspec("../escape", "true"))
 
 
-def test_containers_survive_a_worker_restart(kind, state_dir: Path, mkspec, tmp_path: Path, destroy_all) -> None:
+def test_containers_survive_a_worker_restart(
+    kind, state_dir: Path, mkspec, tmp_path: Path, destroy_all
+) -> None:
     sync = tmp_path / "sync"
     sync.mkdir()
     destroy_all.append(runtime(kind, state_dir))  # cleans up even if the test fails early
     script = "echo first; echo err-first >&2; while [ ! -e go ]; do sleep 0.05; done; echo second; exit 7"
-    start_in_doomed_worker(kind, state_dir, mkspec("survivor", script, dir="/sync", mounts=[Mount(sync, "/sync")]))
+    start_in_doomed_worker(
+        kind, state_dir, mkspec("survivor", script, dir="/sync", mounts=[Mount(sync, "/sync")])
+    )
     # the worker died with -9; a new one starts over the same state dir
     rt = runtime(kind, state_dir)
     assert rt.list() == ["survivor"]

@@ -139,7 +139,12 @@ def test_hard_link_out_of_the_root_is_rejected(tmp_path: Path) -> None:
 def test_symlinks_in_layers_resolve_inside_the_rootfs(tmp_path: Path) -> None:
     outside = Path("/tmp") / f"airside-escape-{uuid.uuid4().hex}"
     layer = layer_from_entries(
-        [("link", "symlink", f"../../../../..{outside}"), ("link/pwned", "file", b"x"), ("abs", "symlink", "/etc"), ("abs/owned", "file", b"y")]
+        [
+            ("link", "symlink", f"../../../../..{outside}"),
+            ("link/pwned", "file", b"x"),
+            ("abs", "symlink", "/etc"),
+            ("abs/owned", "file", b"y"),
+        ]
     )
     archive = make_docker_archive([layer], tmp_path / "sym.tar")
     prepare_image(ImageSource.detect(str(archive)), tmp_path / "out")
@@ -189,8 +194,12 @@ def test_image_key_is_stable_and_follows_content(tmp_path: Path, layers: list[by
     make_docker_archive(layers, tmp_path / "image.tar")
     assert image_key(ImageSource.detect(str(archive))) != k1
     pinned = ImageSource.registry("example.org/app", digest="sha256:" + "a" * 64)
-    assert image_key(pinned) == image_key(ImageSource.registry("example.org/app", tag="other", digest="sha256:" + "a" * 64))
-    assert image_key(ImageSource.registry("example.org/app", tag="1")) != image_key(ImageSource.registry("example.org/app", tag="2"))
+    assert image_key(pinned) == image_key(
+        ImageSource.registry("example.org/app", tag="other", digest="sha256:" + "a" * 64)
+    )
+    assert image_key(ImageSource.registry("example.org/app", tag="1")) != image_key(
+        ImageSource.registry("example.org/app", tag="2")
+    )
 
 
 @pytest.mark.skipif(shutil.which("skopeo") is None, reason="needs skopeo (apt-get install skopeo)")

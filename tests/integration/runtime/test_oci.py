@@ -47,7 +47,9 @@ def test_memory_limit_kills_a_hog(rt: OCIRuntime, busybox_rootfs: Path) -> None:
 
 def test_limits_land_in_the_container_cgroup(rt: OCIRuntime, busybox_rootfs: Path) -> None:
     script = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.shares"
-    status, out = run(rt, sh(busybox_rootfs, "limits", script, limits=Limits(cpu_shares=512, memory_bytes=64 << 20)))
+    status, out = run(
+        rt, sh(busybox_rootfs, "limits", script, limits=Limits(cpu_shares=512, memory_bytes=64 << 20))
+    )
     assert status.code == 0
     assert out["stdout"].split() == [str(64 << 20).encode(), b"512"]
 
@@ -71,7 +73,9 @@ def test_unknown_user_names_the_user_and_the_image(rt: OCIRuntime, busybox_rootf
 
 
 def test_network_is_loopback_only_by_default(rt: OCIRuntime, busybox_rootfs: Path) -> None:
-    status, out = run(rt, sh(busybox_rootfs, "net", "cat /proc/net/dev; ping -c1 -W2 127.0.0.1 >/dev/null && echo ping-ok"))
+    status, out = run(
+        rt, sh(busybox_rootfs, "net", "cat /proc/net/dev; ping -c1 -W2 127.0.0.1 >/dev/null && echo ping-ok")
+    )
     assert status.code == 0
     ifaces = [line.split(":")[0].strip() for line in out["stdout"].decode().splitlines() if ":" in line]
     assert ifaces == ["lo"]
@@ -79,7 +83,9 @@ def test_network_is_loopback_only_by_default(rt: OCIRuntime, busybox_rootfs: Pat
 
 
 def test_host_network_option_shares_the_hosts_interfaces(rt: OCIRuntime, busybox_rootfs: Path) -> None:
-    host_ifaces = {line.split(":")[0].strip() for line in Path("/proc/net/dev").read_text().splitlines() if ":" in line}
+    host_ifaces = {
+        line.split(":")[0].strip() for line in Path("/proc/net/dev").read_text().splitlines() if ":" in line
+    }
     status, out = run(rt, sh(busybox_rootfs, "hostnet", "cat /proc/net/dev", network="host"))
     ifaces = {line.split(":")[0].strip() for line in out["stdout"].decode().splitlines() if ":" in line}
     assert status.code == 0 and ifaces == host_ifaces
@@ -93,7 +99,12 @@ def _capeff(out: bytes) -> int:
 def test_capabilities_default_and_privileged(rt: OCIRuntime, busybox_rootfs: Path) -> None:
     _, plain = run(rt, sh(busybox_rootfs, "caps", "grep Cap /proc/self/status"))
     _, priv = run(rt, sh(busybox_rootfs, "privcaps", "grep Cap /proc/self/status", privileged=True))
-    bnd = int(next(ln for ln in Path("/proc/self/status").read_text().splitlines() if ln.startswith("CapBnd:")).split()[1], 16)
+    bnd = int(
+        next(
+            ln for ln in Path("/proc/self/status").read_text().splitlines() if ln.startswith("CapBnd:")
+        ).split()[1],
+        16,
+    )
     assert _capeff(plain["stdout"]) == 0xA80425FB  # Docker's default set
     assert _capeff(priv["stdout"]) == bnd  # everything this host grants, nothing it does not
 
@@ -121,14 +132,20 @@ def test_sigterm_reaches_a_task_that_traps_it(rt: OCIRuntime, busybox_rootfs: Pa
     assert b"".join(c.data for c in logs) == b"bye\n"
 
 
-def test_runc_state_and_bundle_live_in_the_state_dir_and_go_with_destroy(rt: OCIRuntime, busybox_rootfs: Path, state_dir: Path) -> None:
+def test_runc_state_and_bundle_live_in_the_state_dir_and_go_with_destroy(
+    rt: OCIRuntime, busybox_rootfs: Path, state_dir: Path
+) -> None:
     rt.prepare(sh(busybox_rootfs, "layout", "echo ready; exec sleep 600"))
     config = json.loads((state_dir / "layout/bundle/config.json").read_text())
     assert config["root"] == {"path": str(busybox_rootfs), "readonly": False}
     rt.start("layout")
     assert next(rt.logs("layout")).data == b"ready\n"
-    listed = subprocess.run(["runc", "--root", str(state_dir / ".runc"), "list", "-q"], capture_output=True, text=True)
+    listed = subprocess.run(
+        ["runc", "--root", str(state_dir / ".runc"), "list", "-q"], capture_output=True, text=True
+    )
     assert listed.stdout.split() == ["layout"]
     rt.destroy("layout")
-    listed = subprocess.run(["runc", "--root", str(state_dir / ".runc"), "list", "-q"], capture_output=True, text=True)
+    listed = subprocess.run(
+        ["runc", "--root", str(state_dir / ".runc"), "list", "-q"], capture_output=True, text=True
+    )
     assert listed.stdout.split() == [] and not (state_dir / "layout").exists()
