@@ -1,0 +1,86 @@
+"""OCI runtime overhead: a trivial `true` task through OCIRuntime vs `runc run` of the same bundle.
+
+Measures, in one run and interleaved, the median wall time of
+  - airside: OCIRuntime.prepare → start → wait → destroy (shim, state dir, cgroup OOM check, runc delete)
+  - baseline: `runc run --bundle <the bundle airside generated> <id>` directly (runc deletes on exit)
+and prints both and the ratio. Needs root, runc and busybox-static.
+
+    python bench/runtime.py [--runs 21]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.rootfs import make_busybox_rootfs  # noqa: E402
+
+from airside.core import log as airside_log  # noqa: E402
+from airside.runtime import ContainerSpec  # noqa: E402
+from airside.runtime.oci import OCIRuntime  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=21)
+    args = ap.parse_args()
+    airside_log.configure(level="warning", fmt="console")
+    with tempfile.TemporaryDirectory(prefix="airside-bench-") as tmp:
+        root = Path(tmp)
+        rootfs = make_busybox_rootfs(root / "rootfs")
+        rt = OCIRuntime(root / "state")
+
+        # the baseline bundle: exactly what airside generates, with its own cgroup path
+        rt.prepare(ContainerSpec(handle="template", rootfs=rootfs, path="true"))
+        bundle = root / "bundle"
+        shutil.copytree(root / "state/template/bundle", bundle)
+        config = json.loads(
+            (bundle / "config.json").read_text().replace(str(root / "state/template/bundle"), str(bundle))
+        )
+        config["linux"]["cgroupsPath"] = "/airside/bench-baseline"
+        (bundle / "config.json").write_text(json.dumps(config))
+        rt.destroy("template")
+        runc_root = root / "runc-baseline"
+
+        def airside_once(i: int) -> float:
+            t0 = time.perf_counter()
+            h = f"bench-{i}"
+            rt.prepare(ContainerSpec(handle=h, rootfs=rootfs, path="true"))
+            rt.start(h)
+            status = rt.wait(h)
+            rt.destroy(h)
+            dt = time.perf_counter() - t0
+            assert status is not None and status.code == 0, status
+            return dt
+
+        def runc_once(i: int) -> float:
+            t0 = time.perf_counter()
+            subprocess.run(
+                ["runc", "--root", str(runc_root), "run", "--bundle", str(bundle), f"base-{i}"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True,
+            )  # fmt: skip
+            return time.perf_counter() - t0
+
+        airside_once(-1), runc_once(-1)  # warm caches
+        a, b = [], []
+        for i in range(args.runs):
+            a.append(airside_once(i))
+            b.append(runc_once(i))
+    ma, mb = statistics.median(a), statistics.median(b)
+    print(f"runs: {args.runs} each, interleaved")
+    print(f"airside OCIRuntime prepare→start→wait→destroy (true): median {ma * 1000:.1f} ms")
+    print(f"runc run of the same bundle (true):                 median {mb * 1000:.1f} ms")
+    print(f"ratio airside / runc: {ma / mb:.2f}x (overhead {1000 * (ma - mb):.1f} ms per task)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
