@@ -95,7 +95,7 @@ fi
 
 # 4. kind's base image
 BASE="$(base_image_name)"
-if have_image "$BASE"; then info "image $BASE: cached"; exit 0; fi
+if have_image "$BASE"; then info "image $BASE: cached"; rm -rf "$CTX"; exit 0; fi
 KIND_MOD="$(mod_dir "sigs.k8s.io/kind@$KIND_VERSION")"
 [[ -d "$KIND_MOD/images/base/files" ]] || die "kind module $KIND_VERSION has no images/base/files"
 c="$CTX/node-base"; rm -rf "$c"; mkdir -p "$c/files"
@@ -144,4 +144,5 @@ docker commit --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' 
   --change "LABEL airside.key=$KEY" "$cid" "$BASE" >/dev/null || die "docker commit $BASE failed"
 docker rm -f "$cid" >/dev/null; trap - EXIT
 docker rmi "$BASE-stage1" >/dev/null 2>&1 || true
+rm -rf "$CTX"
 info "base image $BASE ready"

@@ -17,7 +17,7 @@ NODE_PKGS="systemd conntrack iptables nftables iproute2 ethtool util-linux mount
 IPT_PKGS="iptables nftables conntrack iproute2 curl jq ca-certificates"
 
 rootfs_tag() { # name pkgs -> image tag
-  local h; h="$(printf '%s\n' "$DEBIAN_SUITE" "$2" "$MIRROR" | sha256sum | cut -c1-10)"
+  local h; h="$(printf '%s\n' "$DEBIAN_SUITE" "$2" "$MIRROR" "${AIRSIDE_RECIPE_SALT:-}" | sha256sum | cut -c1-10)"
   echo "airside/debian-$1:$DEBIAN_SUITE-$h"
 }
 

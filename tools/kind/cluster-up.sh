@@ -137,6 +137,16 @@ else
   docker images --format '{{.Repository}}:{{.Tag}}' \
     | grep -E '^(kindest/node:.*-airside-|kindest/base:airside-|airside/debian-iptables-wrapped:)' \
     | grep -v -e "$key" | xargs -r docker rmi >/dev/null 2>&1 || true
+  keep_node="$(bash "$KIND_TOOLS_DIR/build-rootfs.sh" tag-node)"; keep_ipt="$(bash "$KIND_TOOLS_DIR/build-rootfs.sh" tag-iptables)"
+  docker images --format '{{.Repository}}:{{.Tag}}' | grep -E '^airside/debian-(node|iptables):' \
+    | grep -vxF -e "$keep_node" -e "$keep_ipt" | xargs -r docker rmi >/dev/null 2>&1 || true
+  docker image prune -f --filter label=airside.key >/dev/null 2>&1 || true
+  for d in "$KIND_CACHE"/node-*; do [[ "$d" == "$KIND_CACHE/node-$key" ]] || rm -rf "$d"; done
+  # the Go build cache (~5 GB) only speeds up rebuilding after a version bump
+  if [[ "${AIRSIDE_KEEP_GOCACHE:-0}" != 1 && -d "$GOCACHE" ]]; then
+    info "removing the Go build cache $GOCACHE (set AIRSIDE_KEEP_GOCACHE=1 to keep it)"
+    chmod -R u+w "$GOCACHE" 2>/dev/null; rm -rf "$GOCACHE"
+  fi
 fi
 
 step "kind create cluster '$NAME' (1 control plane + $((NODES - 1)) workers)"

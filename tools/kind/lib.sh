@@ -60,8 +60,10 @@ require_docker() {
 
 # Recipe key: changes when a pinned version or an image recipe changes, so
 # cached images built from an older recipe are never reused by mistake.
+# AIRSIDE_RECIPE_SALT forces a rebuild of every image (e.g. to time a cold build).
 recipe_key() {
-  (cd "$KIND_TOOLS_DIR" && cat versions.env build-rootfs.sh build-images.sh images/*) | sha256sum | cut -c1-10
+  { cd "$KIND_TOOLS_DIR" && cat versions.env build-rootfs.sh build-images.sh images/*; echo "${AIRSIDE_RECIPE_SALT:-}"; } \
+    | sha256sum | cut -c1-10
 }
 kind_bin() { echo "$KIND_CACHE/kind-$KIND_VERSION/bin/kind"; }
 kube_bin_dir() { echo "$KIND_CACHE/kube-$K8S_VERSION/bin"; }
