@@ -1,0 +1,141 @@
+"""docker-compose on the local engine: the rendered project starts web and a worker that registers, runs
+`airside execute` of a sample task, and `docker compose stop worker` retires the worker (stop_signal)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airside import __version__
+from airside.config import Settings, env_name
+from airside.packaging.render import render
+
+ROOT = Path(__file__).resolve().parents[3]
+IMAGE = f"airside:{__version__}"
+POSTGRES_IMAGE = "postgres:16-bookworm"
+
+pytestmark = pytest.mark.docker
+
+
+def _run(*cmd: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(cmd), capture_output=True, text=True, **kw)
+
+
+def _compose_cmd() -> list[str] | None:
+    if shutil.which("docker") and _run("docker", "compose", "version").returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose") and _run("docker-compose", "version").returncode == 0:
+        return ["docker-compose"]
+    return None
+
+
+def _docker_usable() -> str | None:
+    if not shutil.which("docker"):
+        return "no docker CLI"
+    if _run("docker", "info", timeout=30).returncode != 0:
+        return "docker engine not running (tools/docker/dockerd-up.sh starts one)"
+    if _compose_cmd() is None:
+        return "neither `docker compose` nor `docker-compose` (apt-get install docker-compose)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    why = _docker_usable()
+    if why:
+        pytest.skip(why)
+    if _run("docker", "image", "inspect", IMAGE).returncode != 0:
+        done = _run("bash", str(ROOT / "tools/image/build.sh"), IMAGE, timeout=1800)
+        if done.returncode != 0:
+            pytest.skip(f"could not build {IMAGE}: {done.stderr[-2000:]}")
+    return IMAGE
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return _run(sys.executable, "-m", "airside.cli", *args, env={**os.environ, **env}, timeout=120)
+
+
+def _workers(env: dict[str, str]) -> list[dict[str, Any]]:
+    r = _cli(env, "workers", "--json")
+    return json.loads(r.stdout) if r.returncode == 0 else []
+
+
+def _wait(pred: Any, what: str, timeout: float = 180) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def project(image: str, tmp_path: Path):
+    port = _free_port()
+    overrides: dict[str, Any] = {"web": {"service": {"port": port}},
+                                 "airside": {"worker": {"drain_timeout": 20}}}
+    if _run("docker", "image", "inspect", POSTGRES_IMAGE).returncode != 0:
+        # no registry here: without a local postgres image, web keeps SQLite in its volume
+        overrides["postgresql"] = {"enabled": False}
+    if "worker_runtime" in Settings.model_fields:
+        overrides["airside"]["worker"]["worker_runtime"] = "process"  # no runc-in-docker needed for the sample
+    out = tmp_path / "compose"
+    render("compose", overrides, out)
+    subprocess.run(["sh", str(out / "generate-secrets.sh")], check=True, capture_output=True)
+    secrets = dict(line.split("=", 1) for line in (out / ".env").read_text().split())
+    name = f"airside-test-{uuid.uuid4().hex[:8]}"
+    compose = [*_compose_cmd(), "-p", name, "-f", str(out / "docker-compose.yml")]
+    env = {"AIRSIDE_IMAGE": image}
+    up = _run(*compose, "up", "-d", cwd=out, env={**os.environ, **env}, timeout=600)
+    client_env = {env_name("web_url"): f"http://127.0.0.1:{port}", env_name("token"): secrets[env_name("token")],
+                  env_name("data_dir"): str(tmp_path / "client")}
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield compose, out, client_env, env
+    finally:
+        logs = _run(*compose, "logs", "--no-color", cwd=out, env={**os.environ, **env}, timeout=120)
+        (tmp_path / "compose.log").write_text(logs.stdout + logs.stderr)
+        _run(*compose, "down", "-v", "-t", "5", cwd=out, env={**os.environ, **env}, timeout=300)
+
+
+def test_compose_up_registers_a_worker_runs_a_task_and_retires_on_stop(project: Any, tmp_path: Path) -> None:
+    compose, out, client_env, env = project
+    workers = _wait(lambda: [w for w in _workers(client_env) if w["state"] == "running"], "a running worker")
+    assert len(workers) == 1
+
+    if "execute" in _cli(client_env, "--help").stdout:
+        task = tmp_path / "task.yml"
+        task.write_text(textwrap.dedent("""
+            platform: linux
+            rootfs_uri: /
+            outputs:
+            - name: out
+            run: {path: sh, args: [-c, "echo hello from compose > out/greeting; echo ran"]}
+        """))
+        r = _cli(client_env, "execute", "-c", str(task), "-o", f"out={tmp_path / 'result'}")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert (tmp_path / "result" / "greeting").read_text() == "hello from compose\n"
+
+    stop = _run(*compose, "stop", "worker", cwd=out, env={**os.environ, **env}, timeout=300)
+    assert stop.returncode == 0, stop.stderr
+    # stop_signal SIGUSR2 retires: the worker leaves the registry (it is not landed, not stalled)
+    names = {w["name"] for w in workers}
+    _wait(lambda: not [w for w in _workers(client_env) if w["name"] in names], "the worker to retire", timeout=60)
