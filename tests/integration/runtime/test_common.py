@@ -211,3 +211,15 @@ def test_containers_survive_a_worker_restart(
     assert collect(rt, "survivor") == seen
     rt.destroy("survivor")
     assert rt.list() == []
+
+
+def test_handles_run_concurrently_from_threads(rt, mkspec) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i: int) -> tuple[ExitStatus, dict[str, bytes]]:
+        return run(rt, mkspec(f"par{i}", f"echo n{i}; exit {i}"))
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(one, range(4)))
+    assert [(s.code, o["stdout"]) for s, o in results] == [(i, f"n{i}\n".encode()) for i in range(4)]
+    assert rt.list() == [f"par{i}" for i in range(4)]

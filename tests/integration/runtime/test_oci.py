@@ -149,3 +149,11 @@ def test_runc_state_and_bundle_live_in_the_state_dir_and_go_with_destroy(
         ["runc", "--root", str(state_dir / ".runc"), "list", "-q"], capture_output=True, text=True
     )
     assert listed.stdout.split() == [] and not (state_dir / "layout").exists()
+
+
+def test_missing_dir_is_created_for_the_tasks_user(rt: OCIRuntime, fresh_rootfs: Path) -> None:
+    status, out = run(
+        rt, sh(fresh_rootfs, "userdir", "touch mine && pwd && stat -c %u .", user="user", dir="/work/sub")
+    )
+    assert status.code == 0, out
+    assert out["stdout"].split() == [b"/work/sub", b"1000"]
