@@ -5,7 +5,7 @@ Measures, in one run and interleaved, the median wall time of
   - baseline: `runc run --bundle <the bundle airside generated> <id>` directly (runc deletes on exit)
 and prints both and the ratio. Needs root, runc and busybox-static.
 
-    python bench/runtime.py [--runs 21]
+    python bench/runtime.py [--runs 21] [--sleep SECONDS]   # --sleep 1: a 1 s task instead of `true`
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from airside.runtime.oci import OCIRuntime  # noqa: E402
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=21)
+    ap.add_argument("--sleep", type=float, default=0.0, help="run `sleep SECONDS` instead of `true`")
     args = ap.parse_args()
     airside_log.configure(level="warning", fmt="console")
     with tempfile.TemporaryDirectory(prefix="airside-bench-") as tmp:
@@ -39,7 +40,9 @@ def main() -> int:
         rt = OCIRuntime(root / "state")
 
         # the baseline bundle: exactly what airside generates, with its own cgroup path
-        rt.prepare(ContainerSpec(handle="template", rootfs=rootfs, path="true"))
+        argv = ["sleep", f"{args.sleep:g}"] if args.sleep else ["true"]
+        task = " ".join(argv)
+        rt.prepare(ContainerSpec(handle="template", rootfs=rootfs, path=argv[0], args=argv[1:]))
         bundle = root / "bundle"
         shutil.copytree(root / "state/template/bundle", bundle)
         config = json.loads(
@@ -53,7 +56,7 @@ def main() -> int:
         def airside_once(i: int) -> float:
             t0 = time.perf_counter()
             h = f"bench-{i}"
-            rt.prepare(ContainerSpec(handle=h, rootfs=rootfs, path="true"))
+            rt.prepare(ContainerSpec(handle=h, rootfs=rootfs, path=argv[0], args=argv[1:]))
             rt.start(h)
             status = rt.wait(h)
             rt.destroy(h)
@@ -75,9 +78,10 @@ def main() -> int:
             a.append(airside_once(i))
             b.append(runc_once(i))
     ma, mb = statistics.median(a), statistics.median(b)
+    task = "true" if not args.sleep else f"sleep {args.sleep:g}"
     print(f"runs: {args.runs} each, interleaved")
-    print(f"airside OCIRuntime prepare→start→wait→destroy (true): median {ma * 1000:.1f} ms")
-    print(f"runc run of the same bundle (true):                 median {mb * 1000:.1f} ms")
+    print(f"airside OCIRuntime prepare→start→wait→destroy ({task}): median {ma * 1000:.1f} ms")
+    print(f"runc run of the same bundle ({task}): median {mb * 1000:.1f} ms")
     print(f"ratio airside / runc: {ma / mb:.2f}x (overhead {1000 * (ma - mb):.1f} ms per task)")
     return 0
 
