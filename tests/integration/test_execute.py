@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import textwrap
 from pathlib import Path
@@ -11,8 +13,26 @@ import httpx
 import pytest
 
 from tests.procs import WebProc, WorkerProc, run_cli, state_of, wait_for
+from tests.rootfs import busybox_path, make_busybox_rootfs
 
-RUNTIMES = ["process"]
+
+def _oci_usable() -> str | None:
+    if os.geteuid() != 0:
+        return "the oci runtime needs root"
+    if shutil.which("runc") is None:
+        return "runc is not installed (apt-get install runc)"
+    if busybox_path() is None:
+        return "busybox-static is not installed"
+    return None
+
+
+RUNTIMES = ["process", pytest.param("oci", marks=[pytest.mark.root, pytest.mark.skipif(bool(_oci_usable()),
+                                                                                      reason=_oci_usable() or "")])]
+
+
+@pytest.fixture(scope="module")
+def busybox_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_busybox_rootfs(tmp_path_factory.mktemp("image") / "busybox")
 
 
 @pytest.fixture
@@ -25,14 +45,15 @@ def web(tmp_path: Path):
 @pytest.fixture(params=RUNTIMES)
 def worker(request: pytest.FixtureRequest, web: WebProc, tmp_path: Path):
     wk = WorkerProc(tmp_path, web, "w1", worker_runtime=request.param).start()
+    wk.rootfs = str(request.getfixturevalue("busybox_image")) if request.param == "oci" else "/"
     wait_for(lambda: state_of(web.client(), "w1") == "running", what="worker running")
     yield wk
     wk.stop()
 
 
-def write(path: Path, text: str) -> Path:
+def write(path: Path, text: str, rootfs: str = "/") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text))
+    path.write_text(textwrap.dedent(text).replace("rootfs_uri: /\n", f"rootfs_uri: {rootfs}\n"))
     return path
 
 
@@ -52,7 +73,7 @@ def test_two_inputs_and_an_output(web: WebProc, worker: WorkerProc, tmp_path: Pa
         - name: out
         params: {GREETING: hello, EMPTY: null}
         run: {path: src/run.sh}
-    """)
+    """, worker.rootfs)
     r = run_cli(web, "execute", "-c", str(task), "-i", f"src={tmp_path/'src'}", "-i", f"deps={tmp_path/'deps'}",
                 "-o", f"out={tmp_path/'result'}")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -76,7 +97,7 @@ def test_failing_task_propagates_exit_code(web: WebProc, worker: WorkerProc, tmp
         platform: linux
         rootfs_uri: /
         run: {path: sh, args: [-c, "echo about to fail; exit 7"]}
-    """)
+    """, worker.rootfs)
     r = run_cli(web, "execute", "-c", str(task))
     assert r.returncode == 7, r.stdout + r.stderr
     assert "about to fail" in r.stdout and "failed with exit code 7" in r.stderr
@@ -98,7 +119,7 @@ def test_params_and_dir(web: WebProc, worker: WorkerProc, tmp_path: Path) -> Non
           path: sh
           dir: repo/sub
           args: [-c, 'echo "pwd=$(basename $(pwd)) n=$NUMBER f=$FLAG l=$LIST"']
-    """)
+    """, worker.rootfs)
     r = run_cli(web, "execute", "-c", str(task), "-i", f"repo={tmp_path/'repo'}")
     assert r.returncode == 0, r.stderr
     assert 'pwd=sub n=42 f=true l=[1,"two"]' in r.stdout
@@ -110,7 +131,7 @@ def test_cache_is_reused_across_runs(web: WebProc, worker: WorkerProc, tmp_path:
         rootfs_uri: /
         caches: [{path: cache}]
         run: {path: sh, args: [-c, 'echo run >> cache/runs; echo "runs=$(wc -l < cache/runs)"']}
-    """)
+    """, worker.rootfs)
     # without a cache key execute keys caches by the task config, so the same file shares its caches
     assert "runs=1" in run_cli(web, "execute", "-c", str(task)).stdout
     assert "runs=2" in run_cli(web, "execute", "-c", str(task)).stdout
@@ -150,3 +171,48 @@ def test_no_worker_means_pending_and_abort_ends_it(web: WebProc, tmp_path: Path)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert web.client().builds()[0].status == "aborted"
+
+
+@pytest.mark.root
+@pytest.mark.skipif(bool(_oci_usable()), reason=_oci_usable() or "")
+def test_oci_user_limits_and_shared_image(web: WebProc, tmp_path: Path, busybox_image: Path) -> None:
+    wk = WorkerProc(tmp_path, web, "oci1", worker_runtime="oci").start()
+    try:
+        wait_for(lambda: state_of(web.client(), "oci1") == "running", what="worker running")
+        task = write(tmp_path / "task.yml", """
+            platform: linux
+            rootfs_uri: /
+            container_limits: {memory: 64MB}
+            run: {path: sh, user: user, args: [-c, 'echo "uid=$(id -u) limit=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max)"']}
+        """, str(busybox_image))
+        for _ in range(2):
+            r = run_cli(web, "execute", "-c", str(task))
+            assert r.returncode == 0, r.stderr
+            assert f"uid=1000 limit={64 << 20}" in r.stdout
+        from airside.baggageclaim.client import VolumeClient
+
+        token = (Path(wk.settings["data_dir"]) / "baggageclaim-token").read_text().strip()
+        with VolumeClient(web.client().worker("oci1").baggageclaim_url, token) as vc:
+            images = [v for v in vc.list() if v.properties.get("role") == "image"]
+        assert len(images) == 1  # both runs used one cached image volume (each through its own COW child)
+    finally:
+        wk.stop()
+
+
+@pytest.mark.root
+@pytest.mark.skipif(bool(_oci_usable()), reason=_oci_usable() or "")
+def test_missing_image_errors_with_the_image_named(web: WebProc, tmp_path: Path) -> None:
+    wk = WorkerProc(tmp_path, web, "w-img", worker_runtime="oci").start()
+    try:
+        wait_for(lambda: state_of(web.client(), "w-img") == "running", what="worker running")
+        task = write(tmp_path / "task.yml", """
+            platform: linux
+            image_resource: {type: registry-image, source: {repository: 127.0.0.1:1/nothing/here, tag: v1}}
+            run: {path: "true"}
+        """)
+        r = run_cli(web, "execute", "-c", str(task))
+        assert r.returncode == 3, r.stderr
+        b = web.client().builds()[0]
+        assert b.status == "errored" and "127.0.0.1:1/nothing/here:v1" in b.reason
+    finally:
+        wk.stop()

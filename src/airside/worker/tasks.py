@@ -113,30 +113,36 @@ class TaskRunner(threading.Thread):
         self.volumes.append(handle)
         return handle
 
-    def _image(self, cfg: TaskConfig) -> str:
+    def _image(self, cfg: TaskConfig) -> tuple[str, dict[str, str], str]:
+        """The container's rootfs volume (a COW child of the shared image volume), plus the image's env and user."""
         from airside.runtime import images  # only workers that isolate need image handling
 
         try:
             cfg.require_image()
-            source = images.source_from_task(cfg)
+            ir = cfg.image_resource
+            if ir is not None:
+                source = images.ImageSource.registry(ir.repository, ir.tag, digest=(ir.version or {}).get("digest"))
+            else:
+                source = images.ImageSource.detect(cfg.rootfs_uri or "")
+            key = images.image_key(source)
         except (ValueError, RuntimeError_) as e:
-            raise InfraError(str(e)) from e
-        key = images.image_key(source)
-        handle = f"image-{key}"
+            raise InfraError(f"image unavailable: {e}") from e
         repo = self.tasks.repo
         with self.tasks.image_lock(key):
             try:
-                repo.get(handle)
+                repo.get(key)
             except VolumeError:
-                repo.create(VolumeSpec(handle=f"{handle}", properties={"role": "image", "key": key,
-                                                                       "last_used": str(time.time())}))
+                repo.create(VolumeSpec(handle=key, properties={"role": "image", "key": key,
+                                                               "last_used": str(time.time())}))
                 try:
-                    images.prepare(source, repo.data(handle))
+                    images.prepare_image(source, repo.data(key))
                 except (RuntimeError_, OSError) as e:
-                    repo.destroy(handle)
-                    raise InfraError(f"image {images.describe(source)} unavailable: {e}") from e
-            repo.set_property(handle, "last_used", str(time.time()))
-        return self._volume(f"{self.handle}-rootfs", _props(self.a, "rootfs"), parent=handle)
+                    repo.destroy(key)
+                    raise InfraError(f"image {source.display()} unavailable: {e}") from e
+            repo.set_property(key, "last_used", str(time.time()))
+            config = images.load_image_config(repo.data(key))
+        rootfs = self._volume(f"{self.handle}-rootfs", _props(self.a, "rootfs"), parent=key)
+        return rootfs, config.env, config.user
 
     def _inputs(self, cfg: TaskConfig) -> list[Mount]:
         repo = self.tasks.repo
@@ -166,14 +172,17 @@ class TaskRunner(threading.Thread):
         return sorted(mounts, key=lambda m: len(PurePosixPath(m.destination).parts))
 
     def _start(self, cfg: TaskConfig) -> None:
-        rootfs = self.tasks.repo.data(self._image(cfg)) if self.tasks.runtime.isolates else None
+        rootfs, env, user = None, {}, None
+        if self.tasks.runtime.isolates:
+            vol, env, image_user = self._image(cfg)
+            rootfs, user = self.tasks.repo.data(vol) / "rootfs", image_user or None
         self.phase(Phase.image_ready)
         mounts = self._inputs(cfg)
         self.phase(Phase.inputs_ready)
         limits = cfg.container_limits
         spec = ContainerSpec(
             handle=self.handle, rootfs=rootfs, path=cfg.run.path, args=list(cfg.run.args or []),
-            env=cfg.params_env(), dir=str(cfg.working_dir()), user=cfg.run.user, mounts=mounts,
+            env={**env, **cfg.params_env()}, dir=str(cfg.working_dir()), user=cfg.run.user or user, mounts=mounts,
             limits=Limits(cpu_shares=(limits.cpu or None) if limits else None,
                           memory_bytes=(limits.memory or None) if limits else None),
         )
