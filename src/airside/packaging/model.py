@@ -15,6 +15,7 @@ chart got stuck on the slow `naive` driver).
 
 from __future__ import annotations
 
+import functools
 import signal
 import socket
 from dataclasses import dataclass, field
@@ -98,6 +99,11 @@ def _portable_default(value: Any) -> tuple[Any, bool]:
 
 def settings() -> list[SettingSpec]:
     """Every setting, in declaration order (the order of Settings.model_fields)."""
+    return list(_settings())
+
+
+@functools.cache
+def _settings() -> tuple[SettingSpec, ...]:
     props = Settings.model_json_schema()["properties"]
     out = []
     for name, f in Settings.model_fields.items():
@@ -108,7 +114,7 @@ def settings() -> list[SettingSpec]:
             roles=tuple(extra.get("roles", ())), secret=bool(extra.get("secret", False)),
             schema=_value_schema(props.get(name, {})), default=default, machine_default=machine,
         ))
-    return out
+    return tuple(out)
 
 
 def settings_for(role: str) -> list[SettingSpec]:
@@ -131,6 +137,15 @@ class Managed:
 
     kind: str
     arg: str = ""
+
+    def describe(self) -> str:
+        """What the chart/compose/BOSH set when the operator does not, for docs."""
+        return {
+            "literal": repr(self.arg), "path": repr(f"{DATA_DIR}/{self.arg}"),
+            "web_url": "web's in-cluster URL", "instance_name": "the pod / instance name",
+            "self_baggageclaim_url": "http://<pod IP>:<baggageclaim port>",
+            "database_url": "the URL of the bundled or external PostgreSQL (from the Secret)",
+        }[self.kind]
 
 
 @dataclass(frozen=True)

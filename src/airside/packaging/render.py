@@ -165,8 +165,11 @@ def values_yaml(values: dict[str, Any]) -> str:
     for comp, specs in model.settings_values().items():
         out.append(f"  ## `airside {comp}`")
         out.append(f"  {comp}:")
+        managed = model.components()[comp].managed_settings
         for name, s in specs.items():
-            out.extend(_wrap(f"{s.description} Env {s.env}. Binary default: {s.default_text}.", "    ## "))
+            unset = f"Unset: the chart sets {managed[name].describe()}." if name in managed else \
+                f"Binary default: {s.default_text}."
+            out.extend(_wrap(f"{s.description} Env {s.env}. {unset}", "    ## "))
             out.append(f"    {name}: {_scalar(values['airside'][comp].get(name))}")
     return "\n".join(out) + "\n"
 

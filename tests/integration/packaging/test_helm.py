@@ -11,7 +11,6 @@ import yaml
 
 from airside.config import env_name
 from airside.packaging import model
-from airside.packaging.render import render
 
 helm = pytest.importorskip("helm_python", reason="pip install helm-python-sdk (ships Helm v4 as a library)")
 kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate")
@@ -32,14 +31,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
                                 "airside": {"worker": {"drain_timeout": 900, "tags": ["a", "b"],
                                                        "baggageclaim_stream_max_bytes": 1 << 40}}},
 }
-
-
-@pytest.fixture(scope="module")
-def chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh render (the drift test proves chart/ equals it)."""
-    out = tmp_path_factory.mktemp("chart") / "airside"
-    render("helm", None, out)
-    return out
 
 
 def template(chart: Path, values: dict[str, Any]) -> list[dict[str, Any]]:
