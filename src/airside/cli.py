@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -41,7 +42,33 @@ def _fail(e: WebError) -> None:
     sys.exit(2 if e.status == 0 else 1)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
+class LazyGroup(click.Group):
+    """Subsystem commands are imported only when run (or listed): `airside execute` stays quick to start."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy and name not in self.commands:
+            module, _, attr = self.lazy[name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
+
+
+# Commands that live with their subsystem: name -> "module:attribute" (one line each).
+SUBSYSTEM_COMMANDS = {
+    "baggageclaim": "airside.baggageclaim.commands:baggageclaim",
+    "volumes": "airside.baggageclaim.commands:volumes",
+    "render": "airside.packaging.commands:render",
+}
+
+
+@click.group(cls=LazyGroup, lazy=SUBSYSTEM_COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
 @click.version_option(__version__, prog_name="airside")
 def main() -> None:
     """airside runs CI tasks: web, workers, baggageclaim, and tasks as Kubernetes Jobs."""
@@ -216,14 +243,6 @@ def quickstart(**kwargs: Any) -> None:
     settings, _ = _pop_settings(kwargs)
     sys.exit(run(settings))
 
-
-# --- commands registered by subsystems (one line each) -------------------------------------------
-from airside.baggageclaim import commands as _baggageclaim_commands  # noqa: E402
-
-main.add_command(_baggageclaim_commands.baggageclaim)
-main.add_command(_baggageclaim_commands.volumes)
-from airside.packaging import commands as _packaging_commands  # noqa: E402
-main.add_command(_packaging_commands.render)
 
 if __name__ == "__main__":
     main()

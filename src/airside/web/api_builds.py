@@ -115,7 +115,7 @@ def router(web: "Web") -> APIRouter:
                         yield f"event: end\ndata: {json.dumps({'status': status})}\n\n".encode()
                         return
                     yield b": keep-alive\n\n"
-                    await asyncio.sleep(0.2)
+                    await asyncio.sleep(0.1)
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
