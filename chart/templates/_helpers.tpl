@@ -206,6 +206,61 @@ airside.web wins, else what the chart manages (if anything), else nothing (binar
 - name: AIRSIDE_CACHE_TTL
   value: {{ (toString $v) | quote }}
 {{- end }}
+{{- $v := index $s "kubernetes_namespace" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_KUBERNETES_NAMESPACE
+  value: {{ (toString $v) | quote }}
+{{- end }}
+{{- $v := index $s "kubernetes_service_account" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_KUBERNETES_SERVICE_ACCOUNT
+  value: {{ (toString $v) | quote }}
+{{- end }}
+{{- $v := index $s "kubernetes_node_selector" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_KUBERNETES_NODE_SELECTOR
+  value: {{ (toString $v) | quote }}
+{{- end }}
+{{- $v := index $s "kubernetes_tolerations" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_KUBERNETES_TOLERATIONS
+  value: {{ (join "," $v) | quote }}
+{{- end }}
+{{- $v := index $s "kubernetes_image_pull_secrets" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_KUBERNETES_IMAGE_PULL_SECRETS
+  value: {{ (join "," $v) | quote }}
+{{- end }}
+{{- $v := index $s "kubernetes_task_timeout" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_KUBERNETES_TASK_TIMEOUT
+  value: {{ (toString $v) | quote }}
+{{- end }}
+{{- $v := index $s "kubernetes_schedule_timeout" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_KUBERNETES_SCHEDULE_TIMEOUT
+  value: {{ (toString $v) | quote }}
+{{- end }}
+{{- $v := index $s "kubernetes_ttl_after_finished" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_KUBERNETES_TTL_AFTER_FINISHED
+  value: {{ (int64 $v | toString) | quote }}
+{{- end }}
+{{- $v := index $s "kubernetes_airside_image" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_KUBERNETES_AIRSIDE_IMAGE
+  value: {{ (toString $v) | quote }}
+{{- end }}
+{{- $v := index $s "kubernetes_artifact_url" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_KUBERNETES_ARTIFACT_URL
+  value: {{ (toString $v) | quote }}
+{{- end }}
+{{- $v := index $s "kubernetes_kubeconfig" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_KUBERNETES_KUBECONFIG
+  value: {{ (toString $v) | quote }}
+{{- end }}
 - name: AIRSIDE_TOKEN
   valueFrom:
     secretKeyRef:

@@ -129,6 +129,69 @@ class Settings(BaseSettings):
     )
     volumes_dir: Path | None = _f(None, "Volume directory; empty means work_dir/volumes.", WORKER, BAGGAGECLAIM)
 
+    # --- kubernetes runtime (web runs tasks as Jobs; airside.runtime.kubernetes) ---------------------
+    kubernetes_namespace: str = _f("default", "Namespace the kubernetes runtime creates task Jobs in.", WEB)
+    kubernetes_service_account: str = _f(
+        "", "Service account task pods run as; empty means the namespace's default.", WEB
+    )
+    kubernetes_node_selector: Annotated[dict[str, str], NoDecode] = _f(
+        {}, "Node selector of task pods: JSON object, or key=value pairs separated by commas.", WEB
+    )
+    kubernetes_tolerations: Annotated[list[dict[str, Any]], NoDecode] = _f(
+        [], "Tolerations of task pods: a JSON list of Kubernetes toleration objects.", WEB
+    )
+    kubernetes_image_pull_secrets: Annotated[list[str], NoDecode] = _f(
+        [], "Names of image pull Secrets for task pods (comma separated, or a JSON list).", WEB
+    )
+    kubernetes_task_timeout: float = _f(
+        3600.0, "Seconds a task Job may run (activeDeadlineSeconds, scheduling included); 0 means no limit.", WEB, ge=0
+    )
+    kubernetes_schedule_timeout: float = _f(
+        300.0, "Seconds a task pod may stay unscheduled, or scheduled without starting, before it errors.", WEB, gt=0
+    )
+    kubernetes_ttl_after_finished: int = _f(
+        600, "Seconds Kubernetes keeps a finished task Job nobody deleted (ttlSecondsAfterFinished).", WEB, ge=0
+    )
+    kubernetes_airside_image: str = _f(
+        "airside:0.1.0", "Image of the fetch-inputs / upload-outputs steps of task pods (the airside image).", WEB
+    )
+    kubernetes_artifact_url: str = _f(
+        "", "URL of the artifact store (`airside baggageclaim`) as task pods reach it, e.g. "
+        "http://airside-baggageclaim:7788.", WEB,
+    )
+    kubernetes_kubeconfig: str = _f(
+        "", "Kubeconfig file of the kubernetes runtime; empty means in-cluster config (or the default kubeconfig "
+        "outside a cluster).", WEB,
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kubernetes_structures(cls, data: Any) -> Any:
+        """Env vars and flags give the structured kubernetes settings as text: JSON, or the short forms."""
+        if not isinstance(data, dict):
+            return data
+        import json
+
+        def parse(name: str, short: Any) -> None:
+            v = data.get(name)
+            if not isinstance(v, str):
+                return
+            text = v.strip()
+            if text[:1] in ("{", "["):
+                try:
+                    data[name] = json.loads(text)
+                except ValueError as e:
+                    raise ValueError(f"{name}: invalid JSON ({e})") from None
+            else:
+                data[name] = short(text)
+
+        parse("kubernetes_node_selector", lambda t: dict(
+            (kv.split("=", 1)[0].strip(), kv.split("=", 1)[1].strip() if "=" in kv else "")
+            for kv in t.split(",") if kv.strip()))
+        parse("kubernetes_tolerations", lambda t: t)  # not JSON: let validation name the field
+        parse("kubernetes_image_pull_secrets", lambda t: [s.strip() for s in t.split(",") if s.strip()])
+        return data
+
     @model_validator(mode="before")
     @classmethod
     def _split_tags(cls, data: Any) -> Any:
