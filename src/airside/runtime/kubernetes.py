@@ -105,6 +105,7 @@ service account when running in a pod, else the default kubeconfig (`$KUBECONFIG
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import signal as _signal
 import threading
@@ -353,7 +354,7 @@ def build_job(spec: KubeTaskSpec, settings: Settings) -> dict[str, Any]:
     if spec.limits.cpu_shares:
         resources["requests"] = {"cpu": _cpu(spec.limits.cpu_shares)}
     if spec.limits.memory_bytes:
-        resources["limits"] = {"memory": str(spec.limits.memory_bytes)}
+        resources["limits"] = {"memory": _quantity(spec.limits.memory_bytes)}
 
     task: dict[str, Any] = {"name": TASK, "image": spec.image, "command": [spec.path], "args": list(spec.args),
                             "workingDir": spec.dir}
@@ -369,12 +370,17 @@ def build_job(spec: KubeTaskSpec, settings: Settings) -> dict[str, Any]:
         task["securityContext"] = _user(spec.user)
 
     needs_token = bool(spec.inputs or spec.outputs)
-    step_common: dict[str, Any] = {
-        "image": settings.kubernetes_airside_image, "imagePullPolicy": "IfNotPresent",
-        "env": [{"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": {"name": secret_name(spec.handle), "key": "token"}}}],
-        "securityContext": _user(spec.user) or {"runAsUser": 0, "runAsGroup": 0},
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-    }
+    def step(name: str, command: list[str], mounts: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "name": name, "image": settings.kubernetes_airside_image, "imagePullPolicy": "IfNotPresent",
+            "command": command,
+            "env": [{"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": {"name": secret_name(spec.handle),
+                                                                        "key": "token"}}}],
+            "volumeMounts": mounts,
+            "securityContext": _user(spec.user) or {"runAsUser": 0, "runAsGroup": 0},
+            "terminationMessagePolicy": "FallbackToLogsOnError",
+        }
+
     url = settings.kubernetes_artifact_url
     if needs_token and not url:
         raise RuntimeError_("the kubernetes runtime needs the artifact store's in-cluster URL for a task with inputs "
@@ -384,7 +390,7 @@ def build_job(spec: KubeTaskSpec, settings: Settings) -> dict[str, Any]:
         cmd = ["airside", FETCH, "--artifact-url", url]
         for v in spec.inputs:
             cmd += ["--volume", f"{v.handle}={v.path}"]
-        init.append({"name": FETCH, **step_common, "command": cmd, "volumeMounts": in_mounts})
+        init.append(step(FETCH, cmd, in_mounts))
     containers = [task]
     if spec.outputs:
         cmd = ["airside", UPLOAD, "--artifact-url", url]
@@ -396,7 +402,7 @@ def build_job(spec: KubeTaskSpec, settings: Settings) -> dict[str, Any]:
         for v in spec.outputs:
             cmd += ["--volume", f"{v.handle}={v.path}"]
         init.append(task)
-        containers = [{"name": UPLOAD, **step_common, "command": cmd, "volumeMounts": out_mounts}]
+        containers = [step(UPLOAD, cmd, out_mounts)]
 
     pod: dict[str, Any] = {"restartPolicy": "Never", "automountServiceAccountToken": False,
                            "enableServiceLinks": False}
@@ -420,12 +426,24 @@ def build_job(spec: KubeTaskSpec, settings: Settings) -> dict[str, Any]:
         job_spec["activeDeadlineSeconds"] = max(1, int(timeout))
     job_spec["ttlSecondsAfterFinished"] = int(settings.kubernetes_ttl_after_finished)
     job_spec["template"] = {"metadata": {"labels": dict(labels), "annotations": dict(annotations)}, "spec": pod}
-    return {
+    return _plain({
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": name, "namespace": settings.kubernetes_namespace, "labels": labels,
                      "annotations": annotations},
         "spec": job_spec,
-    }
+    })
+
+
+def _plain(obj: Any) -> Any:
+    """A deep copy that shares no sub-object (no YAML anchors, no aliasing between containers)."""
+    return json.loads(json.dumps(obj))
+
+
+def _quantity(n: int) -> str:
+    for suffix, power in (("Gi", 30), ("Mi", 20), ("Ki", 10)):
+        if n % (1 << power) == 0:
+            return f"{n >> power}{suffix}"
+    return str(n)
 
 
 def build_secret(spec: KubeTaskSpec, settings: Settings, token: str) -> dict[str, Any]:
@@ -668,8 +686,6 @@ def _api_error(e: Exception, what: str) -> RuntimeError_:
     status = getattr(e, "status", None)
     body = getattr(e, "body", None) or str(e)
     try:
-        import json
-
         body = json.loads(body).get("message", body)
     except (ValueError, TypeError, AttributeError):
         pass
