@@ -1,0 +1,309 @@
+"""The kubernetes runtime against a real cluster (kind from tools/kind, or any KUBECONFIG).
+
+The cluster: $KUBECONFIG, else the offline kind toolchain's kubeconfig ($AIRSIDE_CACHE/kind/kubeconfig,
+see tools/kind/cluster-up.sh). Skipped, with the reason, when neither answers. Each test module run
+uses a namespace of its own, deleted at the end.
+
+Images: no registry is reachable, so tasks use an image the nodes already hold (read from the nodes'
+status.images; $AIRSIDE_TEST_KUBE_IMAGE overrides), which must have /bin/sh. The inputs/outputs test
+also needs the airside image on the nodes ($AIRSIDE_TEST_KUBE_AIRSIDE_IMAGE, default airside:0.1.0,
+e.g. `kind load docker-image airside:0.1.0 --name airside`); it runs `airside baggageclaim` in the
+namespace as the artifact store and reaches it through `kubectl port-forward`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tarfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.kind, pytest.mark.timeout(600)]
+
+kubernetes = pytest.importorskip("kubernetes", reason="pip install kubernetes")
+
+from airside.config import Settings  # noqa: E402
+from airside.runtime.kubernetes import (  # noqa: E402
+    InfraFailure,
+    KubernetesRuntime,
+    KubeTaskSpec,
+    KubeVolume,
+    job_name,
+    load_api_client,
+    secret_name,
+)
+
+CACHE = Path(os.environ.get("AIRSIDE_CACHE", "/var/cache/airside"))
+SHELL_IMAGE_HINTS = ("busybox", "local-path-helper", "debian", "alpine", "kindnetd")
+
+
+def kubeconfig() -> str | None:
+    if os.environ.get("KUBECONFIG"):
+        return os.environ["KUBECONFIG"].split(":")[0]
+    path = CACHE / "kind" / "kubeconfig"
+    return str(path) if path.is_file() else None
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[tuple[str, Any]]:
+    path = kubeconfig()
+    if not path:
+        pytest.skip(f"no cluster: KUBECONFIG is unset and {CACHE / 'kind' / 'kubeconfig'} does not exist "
+                    "(make cluster)")
+    try:
+        api = load_api_client(path)
+        kubernetes.client.VersionApi(api).get_code(_request_timeout=10)
+    except Exception as e:  # noqa: BLE001 - any failure means: no usable cluster
+        pytest.skip(f"the cluster of {path} does not answer: {e}")
+    yield path, api
+
+
+@pytest.fixture(scope="module")
+def namespace(cluster: tuple[str, Any]) -> Iterator[str]:
+    _, api = cluster
+    core = kubernetes.client.CoreV1Api(api)
+    ns = f"airside-it-{uuid.uuid4().hex[:6]}"
+    core.create_namespace({"metadata": {"name": ns}})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the default service account appears asynchronously
+        try:
+            core.read_namespaced_service_account("default", ns)
+            break
+        except kubernetes.client.exceptions.ApiException:
+            time.sleep(0.5)
+    yield ns
+    core.delete_namespace(ns, propagation_policy="Background")
+
+
+def _node_images(api: Any) -> list[str]:
+    names = []
+    for node in kubernetes.client.CoreV1Api(api).list_node().items:
+        for img in node.status.images or []:
+            names += [n for n in img.names or [] if "@sha256:" not in n]
+    return names
+
+
+@pytest.fixture(scope="module")
+def shell_image(cluster: tuple[str, Any]) -> str:
+    if os.environ.get("AIRSIDE_TEST_KUBE_IMAGE"):
+        return os.environ["AIRSIDE_TEST_KUBE_IMAGE"]
+    names = _node_images(cluster[1])
+    for hint in SHELL_IMAGE_HINTS:
+        for n in names:
+            if hint in n:
+                return n
+    pytest.skip(f"no image with a shell on the nodes (have {names}); set AIRSIDE_TEST_KUBE_IMAGE")
+
+
+@pytest.fixture
+def runtime(cluster: tuple[str, Any], namespace: str) -> KubernetesRuntime:
+    settings = Settings(kubernetes_namespace=namespace, kubernetes_kubeconfig=cluster[0],
+                        kubernetes_schedule_timeout=60, kubernetes_task_timeout=120,
+                        kubernetes_airside_image=os.environ.get("AIRSIDE_TEST_KUBE_AIRSIDE_IMAGE", "airside:0.1.0"),
+                        kubernetes_artifact_url="http://artifacts:7788")
+    return KubernetesRuntime(settings=settings, artifact_token="test-token", api_client=cluster[1], poll_interval=2)
+
+
+def _spec(image: str, script: str, **kw: Any) -> KubeTaskSpec:
+    handle = f"it-{uuid.uuid4().hex[:8]}"
+    return KubeTaskSpec(handle=handle, image=image, path="/bin/sh", args=["-c", script], build="it", step="t", **kw)
+
+
+def _gone(rt: KubernetesRuntime, handle: str, timeout: float = 60) -> None:
+    """Job, pods and Secret of a handle all disappear."""
+    deadline = time.monotonic() + timeout
+    left: list[str] = []
+    while time.monotonic() < deadline:
+        left = []
+        if rt._read_job(job_name(handle)) is not None:
+            left.append("job")
+        if rt._pods(job_name(handle))[0]:
+            left.append("pods")
+        try:
+            rt.core.read_namespaced_secret(secret_name(handle), rt.namespace)
+            left.append("secret")
+        except kubernetes.client.exceptions.ApiException as e:
+            assert e.status == 404
+        if not left:
+            return
+        time.sleep(0.5)
+    pytest.fail(f"{handle}: {left} still there {timeout}s after destroy")
+
+
+def _run(rt: KubernetesRuntime, spec: KubeTaskSpec) -> tuple[Any, bytes]:
+    rt.prepare(spec)
+    rt.start(spec.handle)
+    out: list[bytes] = []
+    t = threading.Thread(target=lambda: out.extend(c.data for c in rt.logs(spec.handle)), daemon=True)
+    t.start()
+    try:
+        status = rt.wait(spec.handle, timeout=180)
+    finally:
+        t.join(30)
+    return status, b"".join(out)
+
+
+def test_task_succeeds_with_logs_and_env_and_is_cleaned_up(runtime: KubernetesRuntime, shell_image: str) -> None:
+    spec = _spec(shell_image, 'echo "hello $WHO from $(pwd)"; echo err >&2', env={"WHO": "airside"}, dir="/tmp")
+    try:
+        status, logs = _run(runtime, spec)
+        assert status is not None and status.code == 0, status
+        assert b"hello airside from /tmp" in logs and b"err" in logs
+        assert runtime.status(spec.handle) == "exited"
+        assert spec.handle in runtime.list()
+    finally:
+        runtime.destroy(spec.handle)
+    _gone(runtime, spec.handle)
+    runtime.destroy(spec.handle)  # idempotent
+    assert runtime.status(spec.handle) == "missing"
+
+
+def test_failing_task_returns_its_exit_code(runtime: KubernetesRuntime, shell_image: str) -> None:
+    spec = _spec(shell_image, "echo failing; exit 3")
+    try:
+        status, logs = _run(runtime, spec)
+        assert status is not None and status.code == 3 and b"failing" in logs
+    finally:
+        runtime.destroy(spec.handle)
+
+
+def test_image_that_cannot_be_pulled_errors_with_the_pull_reason(runtime: KubernetesRuntime) -> None:
+    spec = _spec("airside.invalid/no-such-image:1", "true")
+    runtime.prepare(spec)
+    runtime.start(spec.handle)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(InfraFailure) as e:
+            runtime.wait(spec.handle, timeout=120)
+        assert e.value.kind == "ImagePull" and "airside.invalid/no-such-image:1" in e.value.reason
+        assert not e.value.requeue
+        assert time.monotonic() - t0 < 60, "the watchdog should fail fast, not wait for a timeout"
+    finally:
+        runtime.destroy(spec.handle)
+    _gone(runtime, spec.handle)
+
+
+def test_deadline_kill_is_an_error_with_the_kubernetes_reason(runtime: KubernetesRuntime, shell_image: str) -> None:
+    spec = _spec(shell_image, "sleep 120", timeout=3)
+    try:
+        runtime.prepare(spec)
+        runtime.start(spec.handle)
+        with pytest.raises(InfraFailure) as e:
+            runtime.wait(spec.handle, timeout=120)
+        assert e.value.kind == "DeadlineExceeded" and "3s" in e.value.reason
+    finally:
+        runtime.destroy(spec.handle)
+    _gone(runtime, spec.handle)
+
+
+def test_sigkill_stops_the_task(runtime: KubernetesRuntime, shell_image: str) -> None:
+    spec = _spec(shell_image, "echo started; sleep 120")
+    try:
+        runtime.prepare(spec)
+        runtime.start(spec.handle)
+        for chunk in runtime.logs(spec.handle):
+            if b"started" in chunk.data:
+                break
+        runtime.signal(spec.handle, signal.SIGKILL)
+        status = runtime.wait(spec.handle, timeout=60)
+        assert status is not None and status.code == 137 and "SIGKILL" in status.reason
+    finally:
+        runtime.destroy(spec.handle)
+    _gone(runtime, spec.handle)
+
+
+def test_secret_and_job_are_cleaned_up_when_a_step_cannot_start(runtime: KubernetesRuntime, shell_image: str) -> None:
+    """A task with inputs gets a Secret; whatever ends it, destroy leaves nothing (here the airside image
+    is deliberately unavailable, so fetch-inputs cannot be pulled)."""
+    rt = KubernetesRuntime(settings=runtime.settings.model_copy(update={"kubernetes_airside_image": "airside.invalid/x:1"}),
+                           artifact_token="t", api_client=runtime.api, poll_interval=2)
+    spec = _spec(shell_image, "true", inputs=[KubeVolume("src", "/w/src", "vol-src")])
+    rt.prepare(spec)
+    rt.start(spec.handle)
+    secret = rt.core.read_namespaced_secret(secret_name(spec.handle), rt.namespace)
+    assert secret.metadata.owner_references[0].name == job_name(spec.handle)
+    try:
+        with pytest.raises(InfraFailure) as e:
+            rt.wait(spec.handle, timeout=120)
+        assert e.value.kind == "ImagePull" and "airside.invalid/x:1" in e.value.reason
+    finally:
+        rt.destroy(spec.handle)
+    _gone(rt, spec.handle)
+
+
+# --------------------------------------------------------------------------- inputs and outputs (airside image)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def artifact_store(cluster: tuple[str, Any], namespace: str, runtime: KubernetesRuntime) -> Iterator[str]:
+    image = runtime.settings.kubernetes_airside_image
+    if not any(image in n or n.endswith("/" + image) for n in _node_images(cluster[1])):
+        pytest.skip(f"the airside image {image} is not on the nodes (tools/image/build.sh, then kind load "
+                    "docker-image); set AIRSIDE_TEST_KUBE_AIRSIDE_IMAGE")
+    kubectl = shutil.which("kubectl") or str(CACHE / "kind" / "bin" / "kubectl")
+    core = kubernetes.client.CoreV1Api(cluster[1])
+    labels = {"app": "artifacts"}
+    core.create_namespaced_pod(namespace, {"metadata": {"name": "artifacts", "labels": labels}, "spec": {
+        "containers": [{"name": "bc", "image": image, "imagePullPolicy": "IfNotPresent",
+                        "args": ["baggageclaim", "--baggageclaim-bind-host", "0.0.0.0", "--baggageclaim-driver", "naive"],
+                        "env": [{"name": "AIRSIDE_BAGGAGECLAIM_TOKEN", "value": "test-token"},
+                                {"name": "AIRSIDE_VOLUMES_DIR", "value": "/tmp/volumes"}],
+                        "ports": [{"containerPort": 7788}]}]}})
+    core.create_namespaced_service(namespace, {"metadata": {"name": "artifacts"}, "spec": {
+        "selector": labels, "ports": [{"port": 7788, "targetPort": 7788}]}})
+    subprocess.run([kubectl, "--kubeconfig", cluster[0], "-n", namespace, "wait", "--for=condition=Ready",
+                    "pod/artifacts", "--timeout=120s"], check=True)
+    port = _free_port()
+    pf = subprocess.Popen([kubectl, "--kubeconfig", cluster[0], "-n", namespace, "port-forward", "pod/artifacts",
+                           f"{port}:7788"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        pf.terminate()
+        pf.wait(10)
+        core.delete_namespaced_pod("artifacts", namespace, grace_period_seconds=0)
+
+
+def test_task_with_inputs_and_an_output(runtime: KubernetesRuntime, artifact_store: str, shell_image: str,
+                                       tmp_path: Path) -> None:
+    from airside.baggageclaim.client import VolumeClient
+
+    with VolumeClient(artifact_store, "test-token") as vc:
+        vc.create("in-src")
+        buf = BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            data = b"from the artifact store\n"
+            info = tarfile.TarInfo("greeting.txt")
+            info.size = len(data)
+            tar.addfile(info, BytesIO(data))
+        vc.stream_in("in-src", buf.getvalue())
+        spec = _spec(shell_image, "cat src/greeting.txt; cp src/greeting.txt out/copied.txt; echo made > out/new.txt",
+                     dir="/w", inputs=[KubeVolume("src", "/w/src", "in-src")],
+                     outputs=[KubeVolume("out", "/w/out", "out-1")])
+        try:
+            status, logs = _run(runtime, spec)
+            assert status is not None and status.code == 0, status
+            assert b"from the artifact store" in logs
+        finally:
+            runtime.destroy(spec.handle)
+        vc.get_dir("out-1", tmp_path / "out")
+        assert (tmp_path / "out" / "copied.txt").read_text() == "from the artifact store\n"
+        assert (tmp_path / "out" / "new.txt").read_text() == "made\n"
