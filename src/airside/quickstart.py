@@ -1,4 +1,9 @@
-"""`airside quickstart`: web on SQLite in data_dir plus one local worker, as child processes.
+"""`airside quickstart`: web on SQLite in data_dir plus one local worker, as child processes, then a
+sample task run once with `airside execute`.
+
+The worker uses the `process` runtime unless `--worker-runtime` is given: it needs no image, but it
+does not isolate tasks (the worker says so loudly). `--worker-runtime oci` needs root, runc and a
+task image (`rootfs_uri` or `image_resource`).
 
 Ctrl-C (or SIGTERM) retires the worker — it finishes its work and leaves the registry — and then
 stops web. A second Ctrl-C stops both at once.
@@ -6,6 +11,7 @@ stops web. A second Ctrl-C stops both at once.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -21,11 +27,19 @@ LOG = log.get("airside.quickstart")
 
 
 def _env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The children's environment: the settings this process was given (flags or env), nothing more,
+    so web and the worker apply the same defaults as any other deployment."""
     env = dict(os.environ)
-    for name, value in settings.model_dump(mode="json").items():
-        if value is None or name in ("token", "worker_token"):
+    given = settings.model_dump(mode="json", include=settings.model_fields_set - {"token", "worker_token"})
+    for name, value in given.items():
+        if value is None:
             continue
-        env[env_name(name)] = ",".join(value) if isinstance(value, list) else str(value)
+        if name == "tags":
+            env[env_name(name)] = ",".join(value)
+        elif isinstance(value, (list, dict)):
+            env[env_name(name)] = json.dumps(value)
+        else:
+            env[env_name(name)] = str(value)
     env.update(extra)
     return env
 
@@ -42,6 +56,55 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> No
             pass
         time.sleep(0.2)
     raise SystemExit(f"web did not answer {url}/healthz within {timeout:.0f}s")
+
+
+SAMPLE_TASK = """\
+# A sample Concourse-format task: lists its input and writes an output.
+platform: linux
+rootfs_uri: /
+inputs:
+- name: sample-input
+outputs:
+- name: sample-output
+params:
+  GREETING: hello from airside
+run:
+  path: sh
+  args:
+  - -c
+  - |
+    echo "$GREETING"
+    echo "input has: $(ls sample-input | tr '\\n' ' ')"
+    date > sample-output/ran-at
+"""
+
+
+def _wait_worker(url: str, token: str, name: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the worker exited with {proc.returncode} before it registered")
+        try:
+            ws = httpx.get(f"{url}/api/v1/workers/{name}", headers={"Authorization": f"Bearer {token}"}, timeout=2)
+            if ws.status_code == 200 and ws.json()["state"] == "running":
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"worker {name} did not register within {timeout:.0f}s")
+
+
+def run_sample(settings: Settings, exe: list[str], env: dict[str, str]) -> int:
+    """Writes the sample task and runs it once with `airside execute`, as a newcomer would."""
+    sample = settings.data_dir / "sample"
+    (sample / "sample-input").mkdir(parents=True, exist_ok=True)
+    (sample / "sample-input" / "README").write_text("an input uploaded by airside execute\n")
+    (sample / "task.yml").write_text(SAMPLE_TASK)
+    print(f"running the sample task: airside execute -c {sample / 'task.yml'} "
+          f"-i sample-input={sample / 'sample-input'} -o sample-output={sample / 'output'}", flush=True)
+    return subprocess.call([*exe, "execute", "-c", str(sample / "task.yml"), "-i",
+                            f"sample-input={sample / 'sample-input'}", "-o", f"sample-output={sample / 'output'}"],
+                           env=env)
 
 
 def run(settings: Settings) -> int:
@@ -65,8 +128,13 @@ def run(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         _wait_healthy(web_url, web)
-        worker_env = _env(settings, **secrets_env, **{env_name("web_url"): web_url, env_name("ephemeral"): "true"})
+        runtime = settings.worker_runtime if "worker_runtime" in settings.model_fields_set else "process"
+        worker_env = _env(settings, **secrets_env, **{env_name("web_url"): web_url, env_name("ephemeral"): "true",
+                                                      env_name("worker_runtime"): runtime})
         worker = subprocess.Popen([*exe, "worker"], env=worker_env, start_new_session=True)
+        _wait_worker(web_url, token, settings.worker_name, worker)
+        code = run_sample(settings, exe, {**os.environ, env_name("web_url"): web_url, env_name("token"): token})
+        print(f"sample task exited with {code}", flush=True)
         print(f"\nairside is up\n  web:    {web_url}  (API docs: {web_url}/docs)\n  token:  {token}\n"
               f"  try:    AIRSIDE_TOKEN={token} AIRSIDE_WEB_URL={web_url} airside workers\n"
               f"  stop:   Ctrl-C (the worker retires, then web stops)\n", flush=True)

@@ -26,8 +26,12 @@ def test_quickstart_runs_web_and_a_worker_and_drains_on_ctrl_c(tmp_path: Path) -
             return len(ws) == 1 and ws[0]["state"] == "running" and ws[0]["ephemeral"]
 
         wait_for(running, 60, "the quickstart worker running")
+        wait_for(lambda: "sample task exited with" in log.read_text(), 120, "the sample task")
         out = log.read_text()
         assert f"web:    {url}" in out and f"token:  {token}" in out
+        assert "hello from airside" in out and "input has: README" in out
+        assert "sample task exited with 0" in out
+        assert (tmp_path / "data" / "sample" / "output" / "ran-at").exists()  # the output came back
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
         out = log.read_text()
