@@ -85,3 +85,18 @@ def test_reconnect_with_same_epoch_keeps_drain_state(tx):
 def test_unknown_worker_heartbeat_is_not_found(tx):
     with tx() as s, pytest.raises(registry.NotFound):
         registry.heartbeat(s, "ghost", Heartbeat(boot_epoch=new_boot_epoch()), now=0)
+
+
+def test_web_restart_gives_workers_one_ttl_before_stalling(tmp_path):
+    from airside.config import Settings
+    from airside.web.app import Web
+
+    now = [1000.0]
+    web = Web(Settings(data_dir=tmp_path, heartbeat_ttl=10, token="t", worker_token="w"), clock=lambda: now[0])
+    db.migrate(web.engine)
+    with web.tx() as s:
+        registry.register(s, reg("old"), now=900)  # last heard of long before this web process started
+    assert web.sweep_once() == ([], [])
+    now[0] = 1011
+    assert web.sweep_once()[0] == ["old"]
+    web.engine.dispose()

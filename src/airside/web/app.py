@@ -53,12 +53,17 @@ class Web:
         self.metrics = Metrics(self.sessions)
         self.artifacts = ArtifactStore(settings.data_dir / "artifacts")
         self._wake: asyncio.Event | None = None
+        self.started_at = clock()
 
     def tx(self) -> contextlib.AbstractContextManager[Session]:
         return db.transaction(self.sessions)
 
     def sweep_once(self) -> tuple[list[str], list[str]]:
         now = self.clock()
+        if now - self.started_at < self.settings.heartbeat_ttl:
+            # web itself was away: give every worker one TTL to reach this process before calling it stalled
+            # (silent workers still get no new work meanwhile: scheduling checks heartbeat freshness itself)
+            return [], []
         with self.tx() as s:
             result = registry.sweep(s, now, self.settings.heartbeat_ttl, self.settings.stalled_prune_after)
         with self.sessions() as s:
