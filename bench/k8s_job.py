@@ -6,7 +6,8 @@
 Runtime: prepare → start → wait (exit status read) → destroy requested. Baseline: `kubectl run
 --restart=Never` → `kubectl wait` for phase Succeeded → `kubectl delete --wait=false`. Both run
 `/bin/sh -c true` in an image the nodes already hold. Runs alternate between the two so drift in cluster
-load hits both alike; medians are compared. Skips (exit 0, with a message) when no cluster answers.
+load hits both alike; medians are compared. The baseline pays two kubectl process starts and kubectl
+wait's polling, which is how an operator would run a bare pod; the runtime uses one API client and a watch. Skips (exit 0, with a message) when no cluster answers.
 The cluster: $KUBECONFIG, else $AIRSIDE_CACHE/kind/kubeconfig (tools/kind/cluster-up.sh).
 """
 
