@@ -64,8 +64,8 @@ SUBSYSTEM_COMMANDS = {
     "baggageclaim": "airside.baggageclaim.commands:baggageclaim",
     "volumes": "airside.baggageclaim.commands:volumes",
     "render": "airside.packaging.commands:render",
-    "fetch-inputs": "airside.runtime.kube_steps:fetch_inputs",
-    "upload-outputs": "airside.runtime.kube_steps:upload_outputs",
+    "fetch-inputs": "airside.pod_steps:fetch_inputs",
+    "upload-outputs": "airside.pod_steps:upload_outputs",
 }
 
 

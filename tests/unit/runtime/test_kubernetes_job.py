@@ -370,7 +370,7 @@ class _FakeStore:
 def test_pod_steps_use_the_store_with_the_token_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
-    from airside.runtime.kube_steps import fetch_inputs_command, upload_outputs_command
+    from airside.pod_steps import fetch_inputs_command, upload_outputs_command
 
     calls: list = []
     seen: list = []

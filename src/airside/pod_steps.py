@@ -10,12 +10,10 @@ HANDLE in the artifact store and streams PATH into it. Failures print one line n
 exit 1; the kubelet keeps the last log lines as the container's termination message, which the
 runtime's watchdog reports.
 
-Layering: `airside.runtime` may not import `airside.baggageclaim` (sibling layers are independent), so
-the commands are built by `fetch_inputs_command(client_factory)` / `upload_outputs_command(...)`; the
-module-level `fetch_inputs` / `upload_outputs` that `airside.cli` registers bind
-`airside.baggageclaim.client.VolumeClient` late, by name. Any object with
-`get_dir(handle, dest)`, `create(handle, properties=, ttl=)`, `put_dir(handle, src)` and `close()`
-will do (tests pass fakes).
+This module composes the runtime's pod layout with the volume client, so it sits at the top layer
+(beside `airside.execute`). The commands are built by `fetch_inputs_command(client_factory)` /
+`upload_outputs_command(...)`; any object with `get_dir(handle, dest)`, `create(handle, properties=,
+ttl=)`, `put_dir(handle, src)` and `close()` will do (tests pass fakes).
 """
 
 from __future__ import annotations
@@ -28,6 +26,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import click
+
+from airside.baggageclaim.client import VolumeClient
 
 TOKEN_ENV = "AIRSIDE_BAGGAGECLAIM_TOKEN"
 
@@ -118,14 +118,6 @@ def upload_outputs_command(client_factory: ClientFactory) -> click.Command:
     return upload_outputs
 
 
-def _volume_client(base_url: str, token: str) -> VolumeStore:
-    """The real client, bound late by name: this module sits in the runtime layer, which import-linter keeps
-    independent of airside.baggageclaim; the pod step is a composition of both (see the module docstring)."""
-    import importlib
-
-    return importlib.import_module("airside.baggageclaim.client").VolumeClient(base_url, token)
-
-
 # what `airside.cli` registers (SUBSYSTEM_COMMANDS)
-fetch_inputs = fetch_inputs_command(_volume_client)
-upload_outputs = upload_outputs_command(_volume_client)
+fetch_inputs = fetch_inputs_command(VolumeClient)
+upload_outputs = upload_outputs_command(VolumeClient)
