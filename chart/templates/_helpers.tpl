@@ -219,12 +219,12 @@ airside.web wins, else what the chart manages (if anything), else nothing (binar
 {{- $v := index $s "kubernetes_node_selector" }}
 {{- if not (kindIs "invalid" $v) }}
 - name: AIRSIDE_KUBERNETES_NODE_SELECTOR
-  value: {{ (toString $v) | quote }}
+  value: {{ (toJson $v) | quote }}
 {{- end }}
 {{- $v := index $s "kubernetes_tolerations" }}
 {{- if not (kindIs "invalid" $v) }}
 - name: AIRSIDE_KUBERNETES_TOLERATIONS
-  value: {{ (join "," $v) | quote }}
+  value: {{ (toJson $v) | quote }}
 {{- end }}
 {{- $v := index $s "kubernetes_image_pull_secrets" }}
 {{- if not (kindIs "invalid" $v) }}

@@ -8,6 +8,7 @@ only grows the flags it reads.
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -166,37 +167,26 @@ class Settings(BaseSettings):
 
     @model_validator(mode="before")
     @classmethod
-    def _kubernetes_structures(cls, data: Any) -> Any:
-        """Env vars and flags give the structured kubernetes settings as text: JSON, or the short forms."""
+    def _structured_from_text(cls, data: Any) -> Any:
+        """Env vars and flags give lists and maps as text (see `env_text`): JSON, or the short forms
+        `a,b` (a list of words) and `k=v,k2=v2` (a map of words)."""
         if not isinstance(data, dict):
             return data
-        import json
-
-        def parse(name: str, short: Any) -> None:
-            v = data.get(name)
-            if not isinstance(v, str):
-                return
-            text = v.strip()
+        for name, value in list(data.items()):
+            if not isinstance(value, str) or name not in cls.model_fields or env_encoding(name) == "scalar":
+                continue
+            text = value.strip()
             if text[:1] in ("{", "["):
                 try:
                     data[name] = json.loads(text)
                 except ValueError as e:
                     raise ValueError(f"{name}: invalid JSON ({e})") from None
-            else:
-                data[name] = short(text)
-
-        parse("kubernetes_node_selector", lambda t: dict(
-            (kv.split("=", 1)[0].strip(), kv.split("=", 1)[1].strip() if "=" in kv else "")
-            for kv in t.split(",") if kv.strip()))
-        parse("kubernetes_tolerations", lambda t: t)  # not JSON: let validation name the field
-        parse("kubernetes_image_pull_secrets", lambda t: [s.strip() for s in t.split(",") if s.strip()])
-        return data
-
-    @model_validator(mode="before")
-    @classmethod
-    def _split_tags(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("tags"), str):
-            data["tags"] = [t.strip() for t in data["tags"].split(",") if t.strip()]
+            elif str(cls.model_fields[name].annotation).startswith("dict"):
+                pairs = [kv.split("=", 1) for kv in text.split(",") if kv.strip()]
+                data[name] = {kv[0].strip(): (kv[1].strip() if len(kv) > 1 else "") for kv in pairs}
+            elif cls.model_fields[name].annotation == list[str]:
+                data[name] = [t.strip() for t in text.split(",") if t.strip()]
+            # anything else stays text, and validation names the field
         return data
 
     # --- derived values (never settings of their own) ----------------------------------------
@@ -233,6 +223,32 @@ def fields_for(role: str) -> dict[str, Any]:
 
 def env_name(field_name: str) -> str:
     return ENV_PREFIX + field_name.upper()
+
+
+def env_encoding(field_name: str) -> str:
+    """How a setting's value is written as an environment variable: "comma" (a list of words, like
+    tags), "json" (maps and lists of objects), or "scalar". Every packaging and quickstart uses this rule;
+    `Settings` reads both forms back (and JSON for any list)."""
+    annotation = Settings.model_fields[field_name].annotation
+    if annotation == list[str]:
+        return "comma"
+    return "json" if str(annotation).startswith(("list", "dict")) else "scalar"
+
+
+def env_text(field_name: str, value: Any) -> str:
+    """A setting's value as the string `AIRSIDE_<NAME>` must hold for Settings to read it back."""
+    enc = env_encoding(field_name)
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if enc == "comma":
+        return ",".join(str(v) for v in value or [])
+    if enc == "json":
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return "" if value is None else str(value)
 
 
 def secret(value: SecretStr | None) -> str | None:

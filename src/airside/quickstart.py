@@ -11,7 +11,6 @@ stops web. A second Ctrl-C stops both at once.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -20,7 +19,7 @@ import time
 
 import httpx
 
-from airside.config import Settings, env_name, secret
+from airside.config import Settings, env_name, env_text, secret
 from airside.core import auth, log
 
 LOG = log.get("airside.quickstart")
@@ -32,14 +31,8 @@ def _env(settings: Settings, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     given = settings.model_dump(mode="json", include=settings.model_fields_set - {"token", "worker_token"})
     for name, value in given.items():
-        if value is None:
-            continue
-        if name == "tags":
-            env[env_name(name)] = ",".join(value)
-        elif isinstance(value, (list, dict)):
-            env[env_name(name)] = json.dumps(value)
-        else:
-            env[env_name(name)] = str(value)
+        if value is not None:
+            env[env_name(name)] = env_text(name, value)
     env.update(extra)
     return env
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from airside.config import BAGGAGECLAIM, COMMON, WEB, WORKER, Settings, env_name
+from airside.config import BAGGAGECLAIM, COMMON, WEB, WORKER, Settings, env_encoding, env_name
 
 # Signal names the worker understands (airside.worker.signals is the truth; a unit test cross-checks).
 # Packaging sits in the same layer as the worker and does not import it.
@@ -58,6 +58,11 @@ class SettingSpec:
     @property
     def type(self) -> str:
         return self.schema.get("type", "string")
+
+    @property
+    def encoding(self) -> str:
+        """How the value is written into AIRSIDE_<NAME> (comma | json | scalar): airside.config.env_encoding."""
+        return env_encoding(self.name)
 
     @property
     def default_text(self) -> str:

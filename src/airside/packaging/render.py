@@ -23,6 +23,7 @@ import jinja2
 import yaml
 
 import airside
+from airside.config import env_text
 from airside.packaging import model
 
 TARGETS = {"helm": "chart", "compose": "docker", "bosh": "bosh"}
@@ -175,14 +176,6 @@ def values_yaml(values: dict[str, Any]) -> str:
 
 
 # --- per-target context -----------------------------------------------------------------------------------
-def _env_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return ",".join(str(v) for v in value)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def _compose_env(values: dict[str, Any], comp: model.Component) -> dict[str, str]:
@@ -195,7 +188,7 @@ def _compose_env(values: dict[str, Any], comp: model.Component) -> dict[str, str
             env[s.env] = f"${{{s.env}:?run ./generate-secrets.sh first}}"
             continue
         if set_values.get(s.name) is not None:
-            env[s.env] = _env_text(set_values[s.name])
+            env[s.env] = env_text(s.name, set_values[s.name])
             continue
         m = comp.managed_settings.get(s.name)
         if m is None:
@@ -241,14 +234,16 @@ def _bosh_properties(comp: model.Component) -> list[dict[str, Any]]:
                      "database_url": "; the manifest sets it (bundled db or external-postgres ops file)"}.get(
                 m.kind, "")
         props.append({"name": s.name, "env": s.env, "description": desc, "default": default,
-                      "fallback": fallback, "list": s.type == "array", "secret": s.secret})
+                      "fallback": fallback, "encoding": s.encoding, "secret": s.secret})
     return props
 
 
 def _helm_format(s: model.SettingSpec) -> str:
     """Helm pipeline turning the value `$v` into an env string (integers as integers: no 1e+06)."""
-    if s.type == "array":
+    if s.encoding == "comma":
         return '(join "," $v)'
+    if s.encoding == "json":
+        return "(toJson $v)"
     if s.type == "integer":
         return "(int64 $v | toString)"
     if s.type == "boolean":
@@ -279,7 +274,7 @@ def _context(target: str, values: dict[str, Any]) -> dict[str, Any]:
         "compose_env": lambda c: _compose_env(values, c),
         "bosh_properties": _bosh_properties,
         "helm_format": _helm_format,
-        "env_text": _env_text,
+        "env_text": env_text,
         "effective": lambda comp, name: model.effective_setting(values, comp, name),
         "tojson": lambda v: json.dumps(v),
         "yaml_scalar": _scalar,

@@ -160,3 +160,23 @@ def test_values_schema_rejects_unknown_keys(chart: Path) -> None:
         helm.Chart.load(str(chart)).validate_schema({"worker": {"replicaz": 1}})
     with pytest.raises(helm.HelmError, match="baggageclaim_driver"):
         helm.Chart.load(str(chart)).validate_schema({"airside": {"worker": {"baggageclaim_driver": "zfs"}}})
+
+
+def test_structured_settings_reach_the_binary_as_it_reads_them(chart: Path) -> None:
+    """Lists and maps (tags, node selectors, tolerations) are written the way Settings parses them back."""
+    from airside.config import Settings
+
+    given = {"kubernetes_node_selector": {"disk": "ssd", "zone": "a"},
+             "kubernetes_tolerations": [{"key": "ci", "operator": "Exists", "effect": "NoSchedule"}],
+             "kubernetes_image_pull_secrets": ["regcred", "other"]}
+    docs = template(chart, {"kubernetesRuntime": {"enabled": True}, "airside": {"web": given,
+                                                                              "worker": {"tags": ["x", "y"]}}})
+    web = next(d for d in by_kind(docs, "Deployment").values() if d["metadata"]["name"].endswith("web"))
+    env = {k: v for k, v in env_of(web["spec"]["template"]["spec"]["containers"][0]).items()
+           if isinstance(v, str) and k in {env_name(n) for n in given}}
+    parsed = Settings(**{k.removeprefix("AIRSIDE_").lower(): v for k, v in env.items()})
+    for name, value in given.items():
+        assert getattr(parsed, name) == value
+    worker = next(d for name, d in by_kind(docs, "StatefulSet").items() if name.endswith("worker"))
+    wenv = env_of(worker["spec"]["template"]["spec"]["containers"][0])
+    assert Settings(tags=wenv[env_name("tags")]).tags == ["x", "y"]
