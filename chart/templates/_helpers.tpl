@@ -206,6 +206,21 @@ airside.web wins, else what the chart manages (if anything), else nothing (binar
 - name: AIRSIDE_CACHE_TTL
   value: {{ (toString $v) | quote }}
 {{- end }}
+{{- $v := index $s "runtime" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_RUNTIME
+  value: {{ (toString $v) | quote }}
+{{- end }}
+{{- $v := index $s "kubernetes_tag" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_KUBERNETES_TAG
+  value: {{ (toString $v) | quote }}
+{{- end }}
+{{- $v := index $s "kubernetes_artifact_web_url" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_KUBERNETES_ARTIFACT_WEB_URL
+  value: {{ (toString $v) | quote }}
+{{- end }}
 {{- $v := index $s "kubernetes_namespace" }}
 {{- if not (kindIs "invalid" $v) }}
 - name: AIRSIDE_KUBERNETES_NAMESPACE
@@ -271,6 +286,11 @@ airside.web wins, else what the chart manages (if anything), else nothing (binar
     secretKeyRef:
       name: {{ include "airside.secretName" . }}
       key: worker_token
+- name: AIRSIDE_BAGGAGECLAIM_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "airside.secretName" . }}
+      key: baggageclaim_token
 {{- end }}
 
 {{/* Env of `airside worker`, generated from the settings model: a value set under

@@ -111,8 +111,9 @@ class Settings(BaseSettings):
         WORKER, CLIENT,
     )
     baggageclaim_token: SecretStr | None = _f(
-        None, "Bearer token of the volume server API; empty means a generated one in data_dir/baggageclaim-token.",
-        WORKER, BAGGAGECLAIM, CLIENT, secret=True,
+        None, "Bearer token of the volume server API (web uses it for the kubernetes runtime's artifact store); "
+        "empty means a generated one in data_dir/baggageclaim-token.",
+        WEB, WORKER, BAGGAGECLAIM, CLIENT, secret=True,
     )
     baggageclaim_stream_max_bytes: int = _f(
         64 << 30, "Largest stream-in/import body (tar, as sent) the volume server accepts, in bytes.",
@@ -131,6 +132,16 @@ class Settings(BaseSettings):
     volumes_dir: Path | None = _f(None, "Volume directory; empty means work_dir/volumes.", WORKER, BAGGAGECLAIM)
 
     # --- kubernetes runtime (web runs tasks as Jobs; airside.runtime.kubernetes) ---------------------
+    runtime: Literal["workers", "kubernetes"] = _f(
+        "workers", "Where web runs tasks: on registered airside workers, or as Kubernetes Jobs (no worker needed).",
+        WEB,
+    )
+    kubernetes_tag: str = _f(
+        "kubernetes", "A build with this tag runs as a Kubernetes Job even when runtime is workers.", WEB
+    )
+    kubernetes_artifact_web_url: str = _f(
+        "", "URL of the artifact store as web reaches it; empty means kubernetes_artifact_url.", WEB
+    )
     kubernetes_namespace: str = _f("default", "Namespace the kubernetes runtime creates task Jobs in.", WEB)
     kubernetes_service_account: str = _f(
         "", "Service account task pods run as; empty means the namespace's default.", WEB

@@ -58,11 +58,15 @@ def router(web: "Web") -> APIRouter:
             config = load_task_config(req.config, req.config_filename)
         except TaskConfigError as e:
             raise HTTPException(422, str(e)) from e
+        if (web.settings.kubernetes_tag in req.tags or web.settings.runtime == "kubernetes") and web.kubernetes is None:
+            raise HTTPException(422, "this web has no kubernetes runtime: set AIRSIDE_RUNTIME=kubernetes or "
+                                     "AIRSIDE_KUBERNETES_ARTIFACT_URL (and the other kubernetes_* settings)")
         unknown = sorted(set(req.inputs) - {i.name for i in config.inputs})
         if unknown:
             raise HTTPException(422, f"{req.config_filename}: the task has no inputs named {', '.join(unknown)}")
         with web.tx() as s:
-            b = builds.create(s, req, config.model_dump(mode="json"), web.clock(), web.settings.requeue_budget)
+            b = builds.create(s, req, config.model_dump(mode="json"), web.clock(), web.settings.requeue_budget,
+                              web.settings.runtime, web.settings.kubernetes_tag)
             if not config.inputs or all(i.optional for i in config.inputs) and not req.inputs:
                 builds.start(s, b, web.clock())
                 web.wake_scheduler()
@@ -130,13 +134,12 @@ def router(web: "Web") -> APIRouter:
             return [{"seq": e.seq, "kind": e.kind, "stream": e.stream, "data": e.data, "at": e.at} for e in rows], status
 
     # --- artifacts -------------------------------------------------------------------------------------
-    async def _upload(request: Request, build_id: int, kind: str, name: str) -> int:
+    async def _upload(request: Request, build_id: int, kind: str, name: str) -> None:
         encoding = request.headers.get("content-encoding", "identity")
         if encoding not in ENCODINGS:
             raise HTTPException(415, f"unsupported Content-Encoding {encoding!r} (use zstd or none)")
         try:
-            return await web.artifacts.write(build_id, kind, name, encoding, request.stream(),
-                                             web.settings.max_upload_bytes)
+            await web.artifacts.write(build_id, kind, name, encoding, request.stream(), web.settings.max_upload_bytes)
         except TooLarge as e:
             raise HTTPException(413, str(e)) from e
 

@@ -54,6 +54,11 @@ class Web:
         self.artifacts = ArtifactStore(settings.data_dir / "artifacts")
         self._wake: asyncio.Event | None = None
         self.started_at = clock()
+        self.kubernetes = None
+        if settings.runtime == "kubernetes" or settings.kubernetes_artifact_url:
+            from airside.web.kube_dispatch import KubeDispatcher
+
+            self.kubernetes = KubeDispatcher(self)
 
     def tx(self) -> contextlib.AbstractContextManager[Session]:
         return db.transaction(self.sessions)
@@ -79,7 +84,9 @@ class Web:
                 b = s.get(BuildRow, build_id)
                 if b is not None and b.queued_at is not None:
                     self.metrics.queue_wait.observe(max(0.0, self.clock() - b.queued_at))
-            return placed
+        if self.kubernetes is not None:
+            self.kubernetes.tick()
+        return placed
 
     def wake_scheduler(self) -> None:
         if self._wake is not None:

@@ -7,10 +7,11 @@ Expired builds' directories are removed by `sweep`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 
 ENCODINGS = {"identity": ".tar", "zstd": ".tar.zst"}
@@ -35,8 +36,9 @@ class ArtifactStore:
                 return p, encoding
         return None
 
-    async def write(self, build_id: int, kind: str, name: str, encoding: str, body: AsyncIterator[bytes],
-                    limit: int) -> int:
+    @contextlib.contextmanager
+    def _writer(self, build_id: int, kind: str, name: str, encoding: str, limit: int) -> Iterator[Callable[[bytes], None]]:
+        """Yields a write(chunk) function; on success the artifact replaces any earlier one atomically."""
         d = self._dir(build_id, kind)
         d.mkdir(parents=True, exist_ok=True)
         final = d / f"{name}{ENCODINGS[encoding]}"
@@ -44,17 +46,31 @@ class ArtifactStore:
         size = 0
         try:
             with open(tmp, "wb") as f:
-                async for chunk in body:
+
+                def write(chunk: bytes) -> None:
+                    nonlocal size
                     size += len(chunk)
                     if size > limit:
                         raise TooLarge(f"artifact {name!r} is larger than {limit} bytes")
                     f.write(chunk)
+
+                yield write
             for other in ENCODINGS.values():
                 (d / f"{name}{other}").unlink(missing_ok=True)
             tmp.replace(final)
-            return size
         finally:
             tmp.unlink(missing_ok=True)
+
+    async def write(self, build_id: int, kind: str, name: str, encoding: str, body: AsyncIterator[bytes],
+                    limit: int) -> None:
+        with self._writer(build_id, kind, name, encoding, limit) as write:
+            async for chunk in body:
+                write(chunk)
+
+    def write_iter(self, build_id: int, kind: str, name: str, encoding: str, body: Iterable[bytes], limit: int) -> None:
+        with self._writer(build_id, kind, name, encoding, limit) as write:
+            for chunk in body:
+                write(chunk)
 
     @staticmethod
     def read(path: Path, chunk: int = 1 << 20) -> Iterator[bytes]:

@@ -66,10 +66,17 @@ def _status(s: Session, b: BuildRow, status: BuildStatus, now: float, why: str =
     LOG.info("build status", build=b.id, status=str(status), why=why or None, worker=b.worker_name)
 
 
-def create(s: Session, req: BuildCreate, config: dict, now: float, requeue_budget: int) -> BuildRow:
-    b = BuildRow(status=str(BuildStatus.created), config=config, config_text=req.config, tags=req.tags,
+def create(s: Session, req: BuildCreate, config: dict, now: float, requeue_budget: int,
+           runtime: str = "workers", kubernetes_tag: str = "kubernetes") -> BuildRow:
+    """`runtime` is the deployment's; a build tagged `kubernetes_tag` runs as a Kubernetes Job anyway (the tag
+    chooses the runtime and is not matched against worker tags)."""
+    tags = list(req.tags)
+    if kubernetes_tag in tags:
+        runtime = "kubernetes"
+        tags.remove(kubernetes_tag)
+    b = BuildRow(status=str(BuildStatus.created), config=config, config_text=req.config, tags=tags,
                  team=req.team, cache_key=req.cache_key, requeue_budget=requeue_budget, created_at=now,
-                 inputs=[], outputs=[], log_offsets={}, next_seq=0)
+                 inputs=[], outputs=[], log_offsets={}, next_seq=0, runtime=runtime)
     s.add(b)
     s.flush()
     event(s, b, "status", "created", now)
@@ -144,7 +151,8 @@ def _locality(s: Session, b: BuildRow) -> dict[str, int]:
 
 def schedule(s: Session, now: float, ttl: float, strategy: str, rng: random.Random | None = None) -> list[tuple[int, str]]:
     """Places pending builds on schedulable workers. Returns [(build id, worker name)]."""
-    pending = s.scalars(select(BuildRow).where(BuildRow.status == str(BuildStatus.pending)).order_by(BuildRow.id)
+    pending = s.scalars(select(BuildRow).where(BuildRow.status == str(BuildStatus.pending),
+                                               BuildRow.runtime == "workers").order_by(BuildRow.id)
                         .with_for_update(skip_locked=True)).all()
     if not pending:
         return []
@@ -164,14 +172,33 @@ def schedule(s: Session, now: float, ttl: float, strategy: str, rng: random.Rand
             w = min(candidates, key=lambda w: (-local.get(w.name, 0), load.get(w.name, 0), w.name))
         else:
             w = min(candidates, key=lambda w: (load.get(w.name, 0), w.name))
-        b.worker_name, b.worker_epoch = w.name, w.boot_epoch
-        b.attempt += 1
-        b.placed_at = now
-        b.image_ready_at = b.inputs_ready_at = b.started_at = None
-        _status(s, b, BuildStatus.placed, now, f"worker {w.name}, attempt {b.attempt}")
+        _place(s, b, w.name, w.boot_epoch, now)
         load[w.name] = load.get(w.name, 0) + 1
         placed.append((b.id, w.name))
     return placed
+
+
+def _place(s: Session, b: BuildRow, worker: str | None, epoch: str | None, now: float) -> None:
+    b.worker_name, b.worker_epoch = worker, epoch
+    b.attempt += 1
+    b.placed_at = now
+    b.image_ready_at = b.inputs_ready_at = b.started_at = None
+    where = f"worker {worker}" if worker else "kubernetes"
+    _status(s, b, BuildStatus.placed, now, f"{where}, attempt {b.attempt}")
+
+
+def place_on_kubernetes(s: Session, now: float) -> list[BuildRow]:
+    """Claims the pending Kubernetes builds (web runs them itself: no worker)."""
+    pending = s.scalars(select(BuildRow).where(BuildRow.status == str(BuildStatus.pending),
+                                               BuildRow.runtime == "kubernetes").order_by(BuildRow.id)
+                        .with_for_update(skip_locked=True)).all()
+    for b in pending:
+        _place(s, b, None, None, now)
+    return list(pending)
+
+
+def active_on_kubernetes(s: Session) -> Sequence[BuildRow]:
+    return s.scalars(select(BuildRow).where(BuildRow.runtime == "kubernetes", BuildRow.status.in_(ACTIVE_S))).all()
 
 
 def pending_count(s: Session) -> int:
@@ -240,16 +267,21 @@ def interrupt_worker(s: Session, worker: str, reason: str, now: float, keep_epoc
     hit = []
     for b in s.scalars(q.with_for_update()).all():
         hit.append(b.id)
-        if b.abort_requested:
-            _status(s, b, BuildStatus.aborted, now, reason)
-        elif b.requeues < b.requeue_budget:
-            b.requeues += 1
-            b.queued_at = now
-            _status(s, b, BuildStatus.pending, now, f"requeued ({b.requeues}/{b.requeue_budget}): {reason}")
-        else:
-            b.reason = reason
-            _status(s, b, BuildStatus.errored, now, reason)
+        interrupt(s, b, reason, now)
     return hit
+
+
+def interrupt(s: Session, b: BuildRow, reason: str, now: float) -> None:
+    """The infrastructure interrupted this build: requeue it while its budget lasts, else it errored."""
+    if b.abort_requested:
+        _status(s, b, BuildStatus.aborted, now, reason)
+    elif b.requeues < b.requeue_budget:
+        b.requeues += 1
+        b.queued_at = now
+        _status(s, b, BuildStatus.pending, now, f"requeued ({b.requeues}/{b.requeue_budget}): {reason}")
+    else:
+        b.reason = reason
+        _status(s, b, BuildStatus.errored, now, reason)
 
 
 def events(s: Session, build_id: int, after: int) -> Sequence[BuildEventRow]:
