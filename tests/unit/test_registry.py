@@ -6,15 +6,6 @@ from airside.core.schemas import Heartbeat, WorkerRegistration, new_boot_epoch
 from airside.web import db, registry
 
 
-@pytest.fixture
-def tx(tmp_path):
-    engine = db.make_engine(f"sqlite:///{tmp_path}/r.db")
-    db.migrate(engine)
-    factory = db.sessions(engine)
-    yield lambda: db.transaction(factory)
-    engine.dispose()
-
-
 def reg(name="w", epoch=None):
     return WorkerRegistration(name=name, boot_epoch=epoch or new_boot_epoch())
 

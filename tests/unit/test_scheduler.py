@@ -5,17 +5,8 @@ import random
 import pytest
 
 from airside.core.schemas import BuildCreate, FinishReport, Heartbeat, WorkerRegistration, new_boot_epoch
-from airside.web import builds, db, registry
+from airside.web import builds, registry
 from airside.web.db import WorkerObjectRow
-
-
-@pytest.fixture
-def tx(tmp_path):
-    engine = db.make_engine(f"sqlite:///{tmp_path}/s.db")
-    db.migrate(engine)
-    factory = db.sessions(engine)
-    yield lambda: db.transaction(factory)
-    engine.dispose()
 
 
 def add_worker(tx, name, now=0.0, **kw):

@@ -29,6 +29,7 @@ from airside.baggageclaim import routes
 from airside.baggageclaim.schemas import Volume
 from airside.config import Settings, secret
 from airside.core import auth
+from airside.core.client import problem_detail
 from airside.core.routes import Route
 
 CHUNK = 1 << 20
@@ -38,16 +39,6 @@ class VolumeClientError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status, self.message = status, message
-
-
-def _detail(resp: httpx.Response) -> str:
-    try:
-        detail = resp.json().get("detail", resp.text)
-    except ValueError:
-        detail = resp.text
-    if isinstance(detail, list):
-        detail = "; ".join(f"{'.'.join(str(x) for x in d.get('loc', []))}: {d.get('msg')}" for d in detail)
-    return str(detail)
 
 
 class VolumeClient:
@@ -68,7 +59,7 @@ class VolumeClient:
     def _check(self, resp: httpx.Response) -> httpx.Response:
         if resp.status_code >= 400:
             resp.read()
-            raise VolumeClientError(resp.status_code, f"volume server said {resp.status_code}: {_detail(resp)}")
+            raise VolumeClientError(resp.status_code, f"volume server said {resp.status_code}: {problem_detail(resp)}")
         return resp
 
     def call(self, route: Route, *, json: Any = None, params: Any = None, content: Any = None, **path: str) -> Any:

@@ -3,20 +3,18 @@
 
 from __future__ import annotations
 
+from airside.core.errors import Conflict, DomainError, NotFound
 
-class VolumeError(Exception):
+
+class VolumeError(DomainError):
     status = 500
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
-
-class VolumeNotFound(VolumeError):
+class VolumeNotFound(VolumeError, NotFound):
     status = 404
 
 
-class VolumeConflict(VolumeError):
+class VolumeConflict(VolumeError, Conflict):
     """The volume exists, has children, is busy, or is marked failed."""
 
     status = 409

@@ -1,13 +1,5 @@
 """Domain errors web's modules raise; the API maps `status` to the HTTP response."""
 
+from airside.core.errors import Conflict, DomainError, NotFound
 
-class DomainError(Exception):
-    status = 400
-
-
-class NotFound(DomainError):
-    status = 404
-
-
-class Conflict(DomainError):
-    status = 409
+__all__ = ["Conflict", "DomainError", "NotFound"]
