@@ -17,7 +17,7 @@
 # The kubeconfig is written to $AIRSIDE_CACHE/kind/kubeconfig (printed at the end).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-_step_total=9
+_step_total=10
 . "$HERE/lib.sh"
 
 NODES="${AIRSIDE_KIND_NODES:-3}"
@@ -96,7 +96,7 @@ if "$KIND" get clusters 2>/dev/null | grep -qxF "$NAME"; then
   "$KIND" export kubeconfig --name "$NAME" --kubeconfig "$OUT_KUBECONFIG" >/dev/null 2>&1 || true
   if reachable "$OUT_KUBECONFIG"; then
     info "kind cluster '$NAME' already exists and answers; reusing it"
-    _step_n=8; step "waiting for nodes"; finish "$OUT_KUBECONFIG"; exit 0
+    _step_n=9; step "waiting for nodes"; finish "$OUT_KUBECONFIG"; exit 0
   fi
   warn "kind cluster '$NAME' exists but does not answer; recreating it"
   "$KIND" delete cluster --name "$NAME" >/dev/null 2>&1 || true
@@ -113,7 +113,7 @@ if [[ -z "$IMAGE" && "$ONLINE" != 0 ]]; then
 fi
 
 if [[ -n "$IMAGE" ]]; then
-  _step_n=6
+  _step_n=7
   step "node image $IMAGE (prebuilt)"
   have_image "$IMAGE" || timed "docker pull" docker pull "$IMAGE" >&2 || die "cannot pull node image $IMAGE"
 else
@@ -125,7 +125,6 @@ else
   timed "rootfs" bash "$KIND_TOOLS_DIR/build-rootfs.sh"
   step "component images + kind base image"
   timed "images" bash "$KIND_TOOLS_DIR/build-images.sh"
-  _step_n=6
   step "kind build node-image"
   IMAGE="$(bash "$KIND_TOOLS_DIR/build-node-image.sh")"
   # stable alias for pytest-kind --kind-image and humans
