@@ -100,12 +100,44 @@ def start_server(volumes_dir: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("volume server did not start")
 
 
+def drivers_part(args: argparse.Namespace, base: Path, tree: Path) -> None:
+    """1. COW child per driver, 2. naive copy against cp -a (alternating, best of two each)."""
+    cp_t, naive_t = [], []
+    driver, root = detect.choose("naive", base / "naive-copy")
+    repo = Repository(Filesystem(root, driver), driver)
+    parent = repo.create(VolumeSpec(handle="parent"))
+    sh("cp", "-a", f"{tree}/.", parent.path)
+    for i in range(2):
+        os.sync()
+        cp_t.append(timed(lambda i=i: sh("cp", "-a", str(tree), str(base / f"cp{i}"))))
+        os.sync()
+        naive_t.append(timed(lambda i=i: repo.create(
+            VolumeSpec(handle=f"n{i}", strategy=Strategy(type="cow", parent="parent")))))
+    repo.destroy("parent", cascade=True)
+    naive_child = min(naive_t)
+
+    # 1. COW child per driver
+    results = {"naive": naive_child}
+    for name in ("overlay", "btrfs"):
+        try:
+            results[name] = child_times(name, base, tree, args.runs)
+        except Exception as e:  # noqa: BLE001 - report a driver that cannot run here and go on
+            print(f"{name}: unavailable: {e}")
+    print("\nCOW child of the parent (median):")
+    for name, sec in results.items():
+        ratio = "" if name == "naive" else f"  naive/{name} = {naive_child / sec:,.0f}x  (target >= 100x)"
+        print(f"  {name:8s} {sec * 1000:10.2f} ms{ratio}")
+    print(f"\nnaive copy {min(naive_t):.2f}s vs cp -a {min(cp_t):.2f}s: "
+          f"cp/naive = {min(cp_t) / min(naive_t):.2f}x  (target >= 0.8x)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=20_000)
     ap.add_argument("--mb", type=int, default=500)
     ap.add_argument("--dir", type=Path, default=Path("/var/tmp"))
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--streams-only", action="store_true", help="only part 3 (stream between two servers)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/volumes.py needs root (mounts, loop devices)")
@@ -118,34 +150,8 @@ def main() -> int:
         size = sum(f.stat().st_size for f in tree.rglob("*") if f.is_file())
         print(f"parent: {args.files} files, {size / 1e6:.0f} MB in {base} ({mounts.fs_type(base)}), made in {t:.1f}s")
 
-        # 2. naive copy against cp -a (alternating, best of two each)
-        cp_t, naive_t = [], []
-        driver, root = detect.choose("naive", base / "naive-copy")
-        repo = Repository(Filesystem(root, driver), driver)
-        parent = repo.create(VolumeSpec(handle="parent"))
-        sh("cp", "-a", f"{tree}/.", parent.path)
-        for i in range(2):
-            os.sync()
-            cp_t.append(timed(lambda i=i: sh("cp", "-a", str(tree), str(base / f"cp{i}"))))
-            os.sync()
-            naive_t.append(timed(lambda i=i: repo.create(
-                VolumeSpec(handle=f"n{i}", strategy=Strategy(type="cow", parent="parent")))))
-        repo.destroy("parent", cascade=True)
-        naive_child = min(naive_t)
-
-        # 1. COW child per driver
-        results = {"naive": naive_child}
-        for name in ("overlay", "btrfs"):
-            try:
-                results[name] = child_times(name, base, tree, args.runs)
-            except Exception as e:  # noqa: BLE001 - report a driver that cannot run here and go on
-                print(f"{name}: unavailable: {e}")
-        print("\nCOW child of the parent (median):")
-        for name, sec in results.items():
-            ratio = "" if name == "naive" else f"  naive/{name} = {naive_child / sec:,.0f}x  (target >= 100x)"
-            print(f"  {name:8s} {sec * 1000:10.2f} ms{ratio}")
-        print(f"\nnaive copy {min(naive_t):.2f}s vs cp -a {min(cp_t):.2f}s: "
-              f"cp/naive = {min(cp_t) / min(naive_t):.2f}x  (target >= 0.8x)")
+        if not args.streams_only:
+            drivers_part(args, base, tree)
 
         # 3. stream between two servers against a tar pipe
         pipe_t = []

@@ -21,6 +21,7 @@ but ``/healthz`` needs ``Authorization: Bearer <baggageclaim token>``. Errors ar
 
 import asyncio
 import contextlib
+import fcntl
 import queue
 import threading
 import time
@@ -57,6 +58,8 @@ from airside.core import auth, log
 
 LOG = log.get("airside.baggageclaim")
 CHUNK = 1 << 20
+MIN_SEND = 256 << 10  # stream-out sends chunks of at least this much (but the last)
+F_SETPIPE_SZ = 1031
 DRAIN_AFTER_ERROR = 64 << 20  # bytes of an unwanted body read and dropped so the client sees the answer
 
 
@@ -124,6 +127,49 @@ def _compressor(encoding: str) -> Any:
     if encoding == "gzip":
         return zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     return None
+
+
+def prefetch(chunks: Iterator[bytes], depth: int = 16) -> Iterator[bytes]:
+    """Iterates `chunks` in a thread of its own, `depth` chunks ahead (the network read overlaps the
+    extraction); its errors are raised here. Stopping early stops the thread at its next chunk."""
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            for chunk in chunks:
+                while not stop.is_set():
+                    try:
+                        q.put(("chunk", chunk), timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("end", None))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            q.put(("error", e))
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=run, name="stream-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == "chunk":
+                yield item
+            elif kind == "error":
+                raise item
+            else:
+                return
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                q.get_nowait()
 
 
 def peer_chunks(src: StreamFrom, token: str) -> Iterator[bytes]:
@@ -252,7 +298,7 @@ def create_app(settings: Settings, repository: Repository | None = None) -> Fast
     @route(routes.STREAM_FROM, response_model=StreamResult)
     async def stream_from(handle: str, body: StreamFrom) -> StreamResult:
         repo.readable(handle)
-        entries = await asyncio.to_thread(repo.stream_in, handle, body.dest_path, peer_chunks(body, token),
+        entries = await asyncio.to_thread(repo.stream_in, handle, body.dest_path, prefetch(peer_chunks(body, token)),
                                           body.encoding)
         return StreamResult(entries=entries)
 
@@ -260,13 +306,22 @@ def create_app(settings: Settings, repository: Repository | None = None) -> Fast
     async def stream_out(handle: str, path: str = "", encoding: Encoding = "raw") -> StreamingResponse:
         cmd = repo.tar_command(handle, path)
         proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.PIPE)
+                                                    stderr=asyncio.subprocess.PIPE, limit=2 * CHUNK)
+        assert proc.stdout is not None
+        with contextlib.suppress(OSError, AttributeError):  # a bigger pipe: fewer, larger reads and HTTP chunks
+            fcntl.fcntl(proc.stdout._transport.get_extra_info("pipe").fileno(), F_SETPIPE_SZ, CHUNK)  # type: ignore[attr-defined]
         comp = _compressor(encoding)
 
         async def body() -> AsyncIterator[bytes]:
             assert proc.stdout is not None and proc.stderr is not None
             try:
                 while chunk := await proc.stdout.read(CHUNK):
+                    if len(chunk) < MIN_SEND:
+                        parts, size = [chunk], len(chunk)
+                        while size < MIN_SEND and (more := await proc.stdout.read(CHUNK - size)):
+                            parts.append(more)
+                            size += len(more)
+                        chunk = b"".join(parts)
                     yield comp.compress(chunk) if comp else chunk
                 if comp:
                     yield comp.flush()

@@ -25,14 +25,16 @@ import stat
 import tarfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import zstandard
 
+from airside.baggageclaim import tarpipe
 from airside.baggageclaim.errors import BadStream, InvalidRequest, StreamTooLarge
 
 ENCODINGS = ("raw", "gzip", "zstd")
 BUF = 1 << 20
+TAR = shutil.which("tar")
 TAR_BUF = 64 << 10  # tarfile's stream buffer: it re-slices this buffer on every read, so keep it small
 
 
@@ -100,27 +102,43 @@ class EntryCheck:
 
     def __init__(self, data: Path, sub_parts: list[str], privileged: bool) -> None:
         self.data, self.sub_parts, self.privileged = data, sub_parts, privileged
+        self.data_s = str(data)
         self.real_dirs: set[tuple[str, ...]] = set()
         self.current = ""
         self.entries = 0
+
+    def _mode(self, key: tuple[str, ...]) -> int | None:
+        """The st_mode of data/key (not following a symlink), None when it does not exist."""
+        try:
+            return os.lstat(os.path.join(self.data_s, *key)).st_mode
+        except FileNotFoundError:
+            return None
+
+    def _replace(self, key: tuple[str, ...], member: Any) -> None:
+        """An existing non-directory is at the entry's path: unlink it (never write through it)."""
+        os.unlink(os.path.join(self.data_s, *key))
 
     def _check_parents(self, rel: list[str], entry: str) -> None:
         for i in range(1, len(rel)):
             key = tuple(rel[:i])
             if key in self.real_dirs:
                 continue
-            try:
-                st = os.lstat(self.data.joinpath(*key))
-            except FileNotFoundError:
-                self.real_dirs.update(tuple(rel[:j]) for j in range(i, len(rel)))  # tarfile makes them
+            mode = self._mode(key)
+            if mode is None:
+                self.real_dirs.update(tuple(rel[:j]) for j in range(i, len(rel)))  # the extraction makes them
                 return
-            if stat.S_ISLNK(st.st_mode):
+            if stat.S_ISLNK(mode):
                 raise InvalidRequest(f"entry {entry!r}: its parent {'/'.join(key)} is a symlink; not writing through it")
-            if not stat.S_ISDIR(st.st_mode):
+            if not stat.S_ISDIR(mode):
                 raise InvalidRequest(f"entry {entry!r}: its parent {'/'.join(key)} is not a directory")
             self.real_dirs.add(key)
 
     def __call__(self, member: tarfile.TarInfo, _dest: str) -> tarfile.TarInfo:
+        return member.replace(**self.check(member), deep=False)
+
+    def check(self, member: Any) -> dict:
+        """Checks one entry (a TarInfo or anything with its name, linkname, mode and is*() methods) and
+        returns the changes to make to it (normalised name and link name, mode without setuid bits)."""
         entry = member.name
         self.current = entry
         parts = _parts(entry, "entry")
@@ -152,11 +170,8 @@ class EntryCheck:
             lparts = _parts(member.linkname, f"entry {entry!r}: hard link target")
             lrel = self.sub_parts + lparts
             self._check_parents(lrel, entry)
-            try:
-                st = os.lstat(self.data.joinpath(*lrel))
-            except FileNotFoundError:
-                st = None
-            if st is None or not stat.S_ISREG(st.st_mode):
+            lmode = self._mode(tuple(lrel))
+            if lmode is None or not stat.S_ISREG(lmode):
                 raise InvalidRequest(
                     f"entry {entry!r}: hard link to {member.linkname!r}, which is not a regular file in the volume")
             changes["linkname"] = "/".join(lparts)
@@ -167,21 +182,18 @@ class EntryCheck:
             changes["mode"] = member.mode & ~(stat.S_ISUID | stat.S_ISGID)
 
         if parts:
-            path = self.data.joinpath(*rel)
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                st = None
-            if st is not None:
-                if stat.S_ISDIR(st.st_mode):
+            key = tuple(rel)
+            mode = self._mode(key)
+            if mode is not None:
+                if stat.S_ISDIR(mode):
                     if not member.isdir():
                         raise InvalidRequest(f"entry {entry!r}: would replace a directory with a non-directory")
                 else:
-                    os.unlink(path)  # replace, never write through an existing symlink or hard link
+                    self._replace(key, member)  # replace, never write through an existing symlink or hard link
             if member.isdir():
-                self.real_dirs.add(tuple(rel))
+                self.real_dirs.add(key)
         self.entries += 1
-        return member.replace(**changes, deep=False)
+        return changes
 
 
 def _decoded(raw: BinaryIO, encoding: str) -> tuple[BinaryIO, str]:
@@ -219,25 +231,66 @@ def _created_from(data: Path, sub_parts: list[str]) -> Path | None:
     return None
 
 
+class _PipeCheck(tarpipe.ModelCheck, EntryCheck):
+    def __init__(self, data: Path, sub_parts: list[str], privileged: bool) -> None:
+        super().__init__(data, sub_parts, privileged)
+        self.made, self.absent = {}, set()
+
+
+def _limited(chunks: Iterable[bytes], limit: int) -> Iterator[bytes]:
+    total = 0
+    for chunk in chunks:
+        if not chunk:
+            continue
+        total += len(chunk)
+        if total > limit:
+            raise StreamTooLarge(f"body is larger than the limit of {limit} bytes")
+        yield chunk
+
+
+def _zstd_chunks(chunks: Iterable[bytes], limit: int) -> Iterator[bytes]:
+    reader = zstandard.ZstdDecompressor().stream_reader(ChunkReader(chunks, limit), read_size=BUF)
+    while block := reader.read(BUF):
+        yield block
+
+
 def extract(chunks: Iterable[bytes], data: Path, sub: str, *, privileged: bool, encoding: str = "raw",
-            limit: int) -> tuple[int, bool]:
+            limit: int, use_tar: bool | None = None) -> tuple[int, bool]:
     """Streams a tar into data/sub. Returns (entries written, True).
+
+    Raw and zstd streams are checked here and written by GNU ``tar x`` (`tarpipe`), unless use_tar is
+    False or tar is missing; gzip streams, and the rest of a stream from the first member `tarpipe` does
+    not handle, go through tarfile. The same rules (`EntryCheck`) hold either way.
 
     On failure raises a VolumeError naming the entry. If the destination was empty or missing before,
     what was written is removed first (the volume is as it was); otherwise the caller must mark the
     volume failed: the error then has ``restored = False``.
     """
+    if encoding not in ENCODINGS:
+        raise InvalidRequest(f"encoding {encoding!r}: choose one of {', '.join(ENCODINGS)}")
     dest = sub_path(data, sub, must_exist=False)
     sub_parts = _parts(sub or ".", "path")
     first_missing = _created_from(data, sub_parts)
     restorable = _empty_or_missing(dest)
-    check = EntryCheck(data, sub_parts, privileged)
-    raw = ChunkReader(chunks, limit)  # unbuffered: the limit trips while reading the entry that crosses it
-    fileobj, mode = _decoded(raw, encoding)
+    if use_tar is None:
+        use_tar = encoding != "gzip" and TAR is not None
+    check: EntryCheck = _PipeCheck(data, sub_parts, privileged) if use_tar else EntryCheck(data, sub_parts, privileged)
     try:
         dest.mkdir(parents=True, exist_ok=True)
         try:
-            with tarfile.open(fileobj=fileobj, mode=mode, bufsize=TAR_BUF) as tf:
+            if use_tar:
+                decoded = _zstd_chunks(chunks, limit) if encoding == "zstd" else _limited(chunks, limit)
+                rest = tarpipe.pipe(decoded, dest, check)
+                if rest is None:
+                    return check.entries, True
+                plain = EntryCheck(data, sub_parts, privileged)  # tar is done: the volume is as on disk
+                plain.entries, plain.current = check.entries, check.current
+                check = plain
+                fileobj: BinaryIO = ChunkReader(rest, 1 << 62)  # type: ignore[assignment]
+                mode = "r|"
+            else:
+                fileobj, mode = _decoded(ChunkReader(chunks, limit), encoding)  # unbuffered: the limit trips
+            with tarfile.open(fileobj=fileobj, mode=mode, bufsize=TAR_BUF) as tf:  # in the entry crossing it
                 tf.copybufsize = 4 * TAR_BUF
                 tf.extractall(str(dest), numeric_owner=True, filter=check)
         except (tarfile.ReadError, tarfile.CompressionError, EOFError, zstandard.ZstdError) as e:
@@ -250,6 +303,8 @@ def extract(chunks: Iterable[bytes], data: Path, sub: str, *, privileged: bool, 
     except BaseException as e:
         if isinstance(e, StreamTooLarge) and check.current:
             e.message = f"{e.message} (while reading entry {check.current!r})"
+        if isinstance(e, BadStream) and check.current and "entry" not in e.message:
+            e.message = f"not a readable {encoding} tar stream after entry {check.current!r}: {e.message}"
         e.restored = restorable or check.entries == 0  # type: ignore[attr-defined]
         if restorable and first_missing is not None:
             shutil.rmtree(first_missing, ignore_errors=True)
