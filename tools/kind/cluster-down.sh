@@ -17,3 +17,4 @@ else
   info "kind cluster '$NAME' does not exist"
 fi
 if [[ "$NAME" == airside ]]; then rm -f "$KIND_CACHE/kubeconfig"; else rm -f "$KIND_CACHE/kubeconfig-$NAME"; fi
+rm -f "$KIND_CACHE/kind-config-$NAME.yaml"

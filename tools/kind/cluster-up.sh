@@ -117,6 +117,8 @@ if [[ -n "$IMAGE" ]]; then
   step "node image $IMAGE (prebuilt)"
   have_image "$IMAGE" || timed "docker pull" docker pull "$IMAGE" >&2 || die "cannot pull node image $IMAGE"
 else
+  ensure_pkgs mmdebstrap gcc libc6-dev libseccomp-dev pkg-config jq ca-certificates curl
+  need go "a Go toolchain >= 1.21 on PATH (https://go.dev/dl or the golang.org/toolchain module); kind and Kubernetes are built from Go modules"
   step "Kubernetes $K8S_VERSION binaries (Go modules)"
   timed "kube binaries" bash "$KIND_TOOLS_DIR/build-kube.sh"
   step "node components: etcd, coredns, kindnetd, local-path, containerd, runc, crictl, CNI, pause"
@@ -141,6 +143,11 @@ else
     | grep -vxF -e "$keep_node" -e "$keep_ipt" | xargs -r docker rmi >/dev/null 2>&1 || true
   docker image prune -f --filter label=airside.key >/dev/null 2>&1 || true
   for d in "$KIND_CACHE"/node-*; do [[ "$d" == "$KIND_CACHE/node-$key" ]] || rm -rf "$d"; done
+  for f in "$KIND_CACHE"/rootfs/*.tar; do
+    [[ -e "$f" ]] || continue
+    b="$(basename "$f" .tar)"
+    [[ "$b" == "$(echo "${keep_node##*/}" | tr : -)" || "$b" == "$(echo "${keep_ipt##*/}" | tr : -)" ]] || rm -f "$f"
+  done
   # the Go build cache (~5 GB) only speeds up rebuilding after a version bump
   if [[ "${AIRSIDE_KEEP_GOCACHE:-0}" != 1 && -d "$GOCACHE" ]]; then
     info "removing the Go build cache $GOCACHE (set AIRSIDE_KEEP_GOCACHE=1 to keep it)"

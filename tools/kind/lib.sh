@@ -84,3 +84,18 @@ docker_build() {
   rm -f "$log"
   return $rc
 }
+
+# ensure_pkgs PKG...: install missing Debian packages (root + apt-get), or fail naming them
+ensure_pkgs() {
+  local missing=() p
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  ((${#missing[@]})) || return 0
+  if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    info "apt-get install ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+      || die "apt-get install ${missing[*]} failed"
+  else
+    die "missing Debian packages: ${missing[*]} (apt-get install them as root)"
+  fi
+}
