@@ -90,7 +90,9 @@ def kube() -> Kube:
         t0 = time.monotonic()
         r = subprocess.run(["bash", str(CLUSTER_UP)], stdout=subprocess.PIPE, text=True)
         print(f"cluster-up.sh took {time.monotonic() - t0:.0f}s")
-        assert r.returncode == 0, f"tools/kind/cluster-up.sh failed (exit {r.returncode}); see its output above"
+        assert r.returncode == 0, (
+            f"tools/kind/cluster-up.sh failed (exit {r.returncode}); see its output above"
+        )
         lines = [ln for ln in r.stdout.splitlines() if ln.startswith("KUBECONFIG=")]
         assert lines, f"cluster-up.sh printed no KUBECONFIG= line: {r.stdout!r}"
         kubeconfig = lines[-1].split("=", 1)[1]
@@ -189,9 +191,7 @@ spec:
     persistentVolumeClaim: {{claimName: data}}
 """
     )
-    kube.run(
-        "-n", namespace, "wait", "--for=jsonpath={.status.phase}=Bound", "pvc/data", "--timeout=180s"
-    )
+    kube.run("-n", namespace, "wait", "--for=jsonpath={.status.phase}=Bound", "pvc/data", "--timeout=180s")
     kube.run(
         "-n", namespace, "wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/writer", "--timeout=180s"
     )

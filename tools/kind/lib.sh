@@ -18,6 +18,7 @@ export GOFLAGS="-buildvcs=false -mod=mod"
 export GOTOOLCHAIN="$AIRSIDE_GOTOOLCHAIN"
 export GOPROXY="${GOPROXY:-https://proxy.golang.org,direct}"
 # Two cores are shared with other work: never run more than 2 compile jobs.
+# shellcheck disable=SC2034  # used by the build scripts that source this file
 GO_BUILD_P="${AIRSIDE_GO_BUILD_P:-2}"
 
 _step_total="${_step_total:-0}"
