@@ -64,7 +64,7 @@ helm.sh/chart: {{ printf "%s-%s" .ctx.Chart.Name .ctx.Chart.Version | replace "+
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
-{{/* "true" when tasks run as Kubernetes Jobs: the value, or the web setting `runtime` (once it exists). */}}
+{{/* "true" when tasks run as Kubernetes Jobs: the value, or the web setting `runtime`. */}}
 {{- define "airside.kubernetesRuntime" -}}
 {{- if or .Values.kubernetesRuntime.enabled (eq (toString (index .Values.airside.web "runtime")) "kubernetes") }}true{{ else }}false{{ end }}
 {{- end }}
@@ -210,6 +210,11 @@ airside.web wins, else what the chart manages (if anything), else nothing (binar
 {{- if not (kindIs "invalid" $v) }}
 - name: AIRSIDE_RUNTIME
   value: {{ (toString $v) | quote }}
+{{- else }}
+{{- if .Values.kubernetesRuntime.enabled }}
+- name: AIRSIDE_RUNTIME
+  value: "kubernetes"
+{{- end }}
 {{- end }}
 {{- $v := index $s "kubernetes_tag" }}
 {{- if not (kindIs "invalid" $v) }}
@@ -225,6 +230,9 @@ airside.web wins, else what the chart manages (if anything), else nothing (binar
 {{- if not (kindIs "invalid" $v) }}
 - name: AIRSIDE_KUBERNETES_NAMESPACE
   value: {{ (toString $v) | quote }}
+{{- else }}
+- name: AIRSIDE_KUBERNETES_NAMESPACE
+  value: {{ include "airside.jobNamespace" . | quote }}
 {{- end }}
 {{- $v := index $s "kubernetes_service_account" }}
 {{- if not (kindIs "invalid" $v) }}
@@ -265,11 +273,19 @@ airside.web wins, else what the chart manages (if anything), else nothing (binar
 {{- if not (kindIs "invalid" $v) }}
 - name: AIRSIDE_KUBERNETES_AIRSIDE_IMAGE
   value: {{ (toString $v) | quote }}
+{{- else }}
+- name: AIRSIDE_KUBERNETES_AIRSIDE_IMAGE
+  value: {{ include "airside.image" . | quote }}
 {{- end }}
 {{- $v := index $s "kubernetes_artifact_url" }}
 {{- if not (kindIs "invalid" $v) }}
 - name: AIRSIDE_KUBERNETES_ARTIFACT_URL
   value: {{ (toString $v) | quote }}
+{{- else }}
+{{- if eq (include "airside.artifactStore.enabled" .) "true" }}
+- name: AIRSIDE_KUBERNETES_ARTIFACT_URL
+  value: {{ printf "http://%s:%v" (include "airside.artifactStore.fullname" .) (index .Values.airside.baggageclaim "baggageclaim_bind_port" | default 7788) | quote }}
+{{- end }}
 {{- end }}
 {{- $v := index $s "kubernetes_kubeconfig" }}
 {{- if not (kindIs "invalid" $v) }}

@@ -132,13 +132,18 @@ def secret_settings() -> list[SettingSpec]:
 
 
 # --- how a deployment fills settings the operator should not have to ----------------------------------
+CHART_ONLY_KINDS = frozenset({"kubernetes_runtime", "artifact_url", "job_namespace", "airside_image"})
+
+
 @dataclass(frozen=True)
 class Managed:
     """A setting the deployment sets unless the operator sets it.
 
     kind: `literal` (arg is the value), `web_url` (web's in-cluster URL), `instance_name` (pod / container
     / BOSH instance name), `self_baggageclaim_url` (this instance's volume server URL), `database_url`
-    (the bundled or external database), `path` (arg is a path under the data dir)."""
+    (the bundled or external database), `path` (arg is a path under the data dir); chart only:
+    `kubernetes_runtime` ("kubernetes" when kubernetesRuntime.enabled), `artifact_url` (the artifact
+    store's service URL), `job_namespace`, `airside_image` (the chart's own image)."""
 
     kind: str
     arg: str = ""
@@ -150,6 +155,10 @@ class Managed:
             "web_url": "web's in-cluster URL", "instance_name": "the pod / instance name",
             "self_baggageclaim_url": "http://<pod IP>:<baggageclaim port>",
             "database_url": "the URL of the bundled or external PostgreSQL (from the Secret)",
+            "kubernetes_runtime": "chart: kubernetes when kubernetesRuntime.enabled",
+            "artifact_url": "chart: the artifact store's service URL",
+            "job_namespace": "chart: kubernetesRuntime.jobNamespace or the release namespace",
+            "airside_image": "chart: the chart's airside image",
         }[self.kind]
 
 
@@ -241,6 +250,11 @@ def components() -> dict[str, Component]:
                 "bind_host": Managed("literal", "0.0.0.0"),
                 "data_dir": Managed("literal", DATA_DIR),
                 "database_url": Managed("database_url"),
+                # the kubernetes runtime (chart only: compose and BOSH have no cluster to run Jobs in)
+                "runtime": Managed("kubernetes_runtime"),
+                "kubernetes_artifact_url": Managed("artifact_url"),
+                "kubernetes_namespace": Managed("job_namespace"),
+                "kubernetes_airside_image": Managed("airside_image"),
             },
             resources=_resources("100m", "256Mi", memory_limit="1Gi"),
         ),

@@ -216,6 +216,8 @@ def _bosh_properties(comp: model.Component) -> list[dict[str, Any]]:
     props = []
     for s in comp.settings:
         m = comp.managed_settings.get(s.name)
+        if m is not None and m.kind in model.CHART_ONLY_KINDS:
+            m = None  # no cluster in a BOSH deployment: the binary default applies
         default: Any = None
         fallback = ""
         if m is not None and m.kind == "literal":

@@ -121,8 +121,10 @@ def test_kubernetes_runtime(chart: Path) -> None:
     role = by_kind(docs, "Role")["ci-airside-web-jobs"]
     rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
     assert rules[(("batch",), ("jobs",))] == {"create", "get", "list", "watch", "delete"}
-    assert rules[(("",), ("pods",))] == {"get", "list", "watch"}
+    assert rules[(("",), ("pods",))] == {"get", "list", "watch", "delete"}
     assert rules[(("",), ("pods/log",))] == {"get"}
+    assert rules[(("",), ("secrets",))] == {"create", "patch", "delete"}
+    assert rules[(("",), ("events",))] == {"list"}
     binding = by_kind(docs, "RoleBinding")["ci-airside-web-jobs"]
     assert binding["subjects"][0]["name"] == "ci-airside-web"
     sts = by_kind(docs, "StatefulSet")
@@ -132,6 +134,12 @@ def test_kubernetes_runtime(chart: Path) -> None:
     assert store["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "volumes"
     web = by_kind(docs, "Deployment")["ci-airside-web"]["spec"]["template"]["spec"]
     assert web["serviceAccountName"] == "ci-airside-web" and web["automountServiceAccountToken"] is True
+    env = env_of(web["containers"][0])
+    assert env[env_name("runtime")] == "kubernetes"
+    assert env[env_name("kubernetes_artifact_url")] == "http://ci-airside-artifacts:7788"
+    assert env[env_name("kubernetes_namespace")] == "airside"
+    assert env[env_name("kubernetes_airside_image")].startswith("airside:")
+    assert env[env_name("baggageclaim_token")]["secretKeyRef"]["key"] == "baggageclaim_token"  # shared with the store
 
 
 def test_ingress(chart: Path) -> None:
