@@ -384,6 +384,8 @@ def workload_values() -> dict[str, Any]:
                                 **_STR_OR_EMPTY),
                 "annotations": _v({}, "Annotations of the Ingress (e.g. cert-manager issuer).", **_OBJ),
             },
+            "persistence": _persistence(web.volumes[0], "web's data dir (the SQLite database and build artifacts "
+                                                        "when there is no PostgreSQL; one replica, Recreate rollouts)"),
             "pdb": {
                 "enabled": _v(False, "PodDisruptionBudget for web (useful with replicas > 1)."),
                 "maxUnavailable": _v(1, "Web pods a voluntary disruption may take down at once.",

@@ -24,6 +24,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
                             "externalDatabase": {"url": "postgresql://ci:pw@db.example.com:5432/ci"},
                             "web": {"replicas": 2, "pdb": {"enabled": True}}},
     "kubernetes-runtime": {"kubernetesRuntime": {"enabled": True}, "worker": {"enabled": False}},
+    "sqlite-on-a-claim": {"postgresql": {"enabled": False}, "web": {"persistence": {"enabled": True}}},
     "ingress": {"web": {"ingress": {"enabled": True, "className": "nginx", "host": "ci.example.com",
                                     "tlsSecret": "ci-tls"}}},
     "persistent-workers-land": {"worker": {"persistence": {"enabled": True, "storageClass": "fast"},
@@ -188,3 +189,15 @@ def test_structured_settings_reach_the_binary_as_it_reads_them(chart: Path) -> N
     worker = next(d for name, d in by_kind(docs, "StatefulSet").items() if name.endswith("worker"))
     wenv = env_of(worker["spec"]["template"]["spec"]["containers"][0])
     assert Settings(tags=wenv[env_name("tags")]).tags == ["x", "y"]
+
+
+def test_sqlite_on_a_claim(chart: Path) -> None:
+    docs = template(chart, VARIANTS["sqlite-on-a-claim"])
+    web = by_kind(docs, "Deployment")["ci-airside-web"]
+    assert web["spec"]["strategy"]["type"] == "Recreate"
+    volumes = {v["name"]: v for v in web["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"]["claimName"] == "ci-airside-web-data"
+    assert "ci-airside-web-data" in by_kind(docs, "PersistentVolumeClaim")
+    assert env_name("database_url") not in env_of(web["spec"]["template"]["spec"]["containers"][0])  # SQLite
+    with pytest.raises(Exception, match="one data dir for one pod"):
+        template(chart, {**VARIANTS["external-postgresql"], "web": {"persistence": {"enabled": True}, "replicas": 2}})
