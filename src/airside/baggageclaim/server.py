@@ -22,7 +22,10 @@ but ``/healthz`` needs ``Authorization: Bearer <baggageclaim token>``. Errors ar
 import asyncio
 import contextlib
 import fcntl
+import os
 import queue
+import subprocess
+import tempfile
 import threading
 import time
 import zlib
@@ -305,34 +308,47 @@ def create_app(settings: Settings, repository: Repository | None = None) -> Fast
     @route(routes.STREAM_OUT)
     async def stream_out(handle: str, path: str = "", encoding: Encoding = "raw") -> StreamingResponse:
         cmd = repo.tar_command(handle, path)
-        proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.PIPE, limit=2 * CHUNK)
+        err_file = tempfile.TemporaryFile()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err_file, stdin=subprocess.DEVNULL)
         assert proc.stdout is not None
-        with contextlib.suppress(OSError, AttributeError):  # a bigger pipe: fewer, larger reads and HTTP chunks
-            fcntl.fcntl(proc.stdout._transport.get_extra_info("pipe").fileno(), F_SETPIPE_SZ, CHUNK)  # type: ignore[attr-defined]
+        fd = proc.stdout.fileno()
+        with contextlib.suppress(OSError):  # a bigger pipe: fewer, larger reads and HTTP chunks
+            fcntl.fcntl(fd, F_SETPIPE_SZ, CHUNK)
         comp = _compressor(encoding)
 
+        def read_block() -> bytes:
+            """At least MIN_SEND bytes of tar's output (less only at its end), read in this thread."""
+            parts, size = [], 0
+            while size < MIN_SEND and (got := os.read(fd, CHUNK - size)):
+                parts.append(got)
+                size += len(got)
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+
+        def reap(kill: bool) -> tuple[int, str]:
+            if kill and proc.poll() is None:
+                proc.kill()
+            code = proc.wait()
+            proc.stdout.close()  # type: ignore[union-attr]
+            err_file.seek(0)
+            err = err_file.read().decode(errors="replace").strip()
+            err_file.close()
+            return code, err
+
         async def body() -> AsyncIterator[bytes]:
-            assert proc.stdout is not None and proc.stderr is not None
+            done = False
             try:
-                while chunk := await proc.stdout.read(CHUNK):
-                    if len(chunk) < MIN_SEND:
-                        parts, size = [chunk], len(chunk)
-                        while size < MIN_SEND and (more := await proc.stdout.read(CHUNK - size)):
-                            parts.append(more)
-                            size += len(more)
-                        chunk = b"".join(parts)
+                while chunk := await asyncio.to_thread(read_block):
                     yield comp.compress(chunk) if comp else chunk
                 if comp:
                     yield comp.flush()
-                err = (await proc.stderr.read()).decode(errors="replace").strip()
-                if await proc.wait() != 0:
+                done = True
+                code, err = await asyncio.to_thread(reap, False)
+                if code != 0:
                     LOG.error("stream-out failed", handle=handle, path=path or ".", error=err)
                     raise RuntimeError(f"tar of volume {handle!r} path {path or '.'!r} failed: {err}")
             finally:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
+                if not done:
+                    await asyncio.to_thread(reap, True)
 
         media = {"raw": "application/x-tar", "gzip": "application/gzip", "zstd": "application/zstd"}[encoding]
         return StreamingResponse(body(), media_type=media)

@@ -34,7 +34,6 @@ from airside.baggageclaim.errors import BadStream, InvalidRequest, StreamTooLarg
 
 ENCODINGS = ("raw", "gzip", "zstd")
 BUF = 1 << 20
-TAR = shutil.which("tar")
 TAR_BUF = 64 << 10  # tarfile's stream buffer: it re-slices this buffer on every read, so keep it small
 
 
@@ -273,7 +272,7 @@ def extract(chunks: Iterable[bytes], data: Path, sub: str, *, privileged: bool, 
     first_missing = _created_from(data, sub_parts)
     restorable = _empty_or_missing(dest)
     if use_tar is None:
-        use_tar = encoding != "gzip" and TAR is not None
+        use_tar = encoding != "gzip" and tarpipe.gnu_tar()
     check: EntryCheck = _PipeCheck(data, sub_parts, privileged) if use_tar else EntryCheck(data, sub_parts, privileged)
     try:
         dest.mkdir(parents=True, exist_ok=True)

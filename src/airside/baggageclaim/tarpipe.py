@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import re
 import stat
@@ -49,6 +50,16 @@ NUMBER = re.compile(rb"-?[0-9]+(\.[0-9]+)?")
 # tar's complaints that tarfile only logs (its errorlevel 1): owners, modes and times it could not set
 NONFATAL = re.compile(r"Cannot change (ownership|mode)|Cannot (utime|change times)|implausibly old time stamp|"
                       r"time stamp .* in the future|Exiting with failure status due to previous errors")
+
+
+@functools.cache
+def gnu_tar() -> bool:
+    """Whether `tar` is GNU tar (the fast path relies on its options and its way of replacing files)."""
+    try:
+        out = subprocess.run(["tar", "--version"], capture_output=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.startswith(b"tar (GNU tar)")
 
 
 class Handover(Exception):
