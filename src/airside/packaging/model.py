@@ -38,7 +38,8 @@ DEFAULT_SHUTDOWN_SIGNAL = RETIRE_SIGNAL
 DRAIN_MARGIN_SECONDS = 30
 
 DATA_DIR = "/var/lib/airside"  # in the image, the chart and compose
-BOSH_DATA_DIR = "/var/vcap/store/airside"  # the persistent disk of a BOSH instance
+BOSH_DATA_DIR = "/var/vcap/store/airside"
+SAMPLE_ROOTFS = "/opt/airside/rootfs/busybox"  # a tiny task image baked into the airside image  # the persistent disk of a BOSH instance
 IMAGE_REPOSITORY = "airside"
 POSTGRES_IMAGE = ("postgres", "16-bookworm")
 
