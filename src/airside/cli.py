@@ -147,10 +147,12 @@ def workers(as_json: bool, **kwargs: Any) -> None:
     if as_json:
         click.echo(json.dumps([w.model_dump(mode="json") for w in ws], indent=2))
         return
-    table = Table("name", "state", "platform", "tags", "team", "containers", "volumes", "heartbeat", "version")
+    table = Table("name", "state", "platform", "tags", "team", "containers", "volumes", "driver", "runtime",
+                  "heartbeat", "version")
     for w in ws:
         table.add_row(w.name, str(w.state), w.platform, ",".join(w.tags) or "none", w.team or "none",
-                      str(w.active_containers), str(w.active_volumes), f"{w.heartbeat_age:.0f}s ago", w.version)
+                      str(w.active_containers), str(w.active_volumes), w.volume_driver or "-", w.runtime or "-",
+                      f"{w.heartbeat_age:.0f}s ago", w.version)
     Console().print(table)
 
 

@@ -10,96 +10,21 @@ Run: ``make cluster-test`` (``python -m pytest -m kind tests/kind -v``).
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.kubecluster import CACHE, Kube, find_or_create_cluster
+
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(5400)]
-
-ROOT = Path(__file__).resolve().parents[2]
-CLUSTER_UP = ROOT / "tools" / "kind" / "cluster-up.sh"
-CACHE = Path(os.environ.get("AIRSIDE_CACHE", "/var/cache/airside"))
-
-
-def _docker_usable() -> tuple[bool, str]:
-    if not shutil.which("docker"):
-        return False, "no docker CLI on PATH"
-    r = subprocess.run(["docker", "info"], capture_output=True, text=True)
-    if r.returncode != 0:
-        return False, "docker engine not usable (run tools/docker/dockerd-up.sh): " + (
-            r.stderr.strip().splitlines() or ["?"]
-        )[-1]
-    return True, ""
-
-
-def _kubeconfig_reachable(path: str) -> bool:
-    kubectl = _find_kubectl()
-    if not kubectl or not Path(path.split(":")[0]).is_file():
-        return False
-    r = subprocess.run(
-        [kubectl, "--kubeconfig", path, "--request-timeout=10s", "get", "--raw", "/readyz"],
-        capture_output=True,
-    )
-    return r.returncode == 0
-
-
-def _find_kubectl() -> str | None:
-    for cand in (os.environ.get("AIRSIDE_KUBECTL"), str(CACHE / "kind" / "bin" / "kubectl")):
-        if cand and os.access(cand, os.X_OK):
-            return cand
-    return shutil.which("kubectl")
-
-
-class Kube:
-    def __init__(self, kubeconfig: str, kubectl: str):
-        self.kubeconfig = kubeconfig
-        self.kubectl_bin = kubectl
-
-    def run(self, *args: str, input: str | None = None, check: bool = True) -> str:
-        r = subprocess.run(
-            [self.kubectl_bin, "--kubeconfig", self.kubeconfig, *args],
-            input=input,
-            capture_output=True,
-            text=True,
-        )
-        if check and r.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed: {r.stderr}\n{r.stdout}")
-        return r.stdout
-
-    def apply(self, manifest: str) -> None:
-        self.run("apply", "-f", "-", input=manifest)
-
-    def json(self, *args: str) -> dict:
-        return json.loads(self.run(*args, "-o", "json"))
 
 
 @pytest.fixture(scope="session")
 def kube() -> Kube:
-    kubeconfig = os.environ.get("KUBECONFIG")
-    if not (kubeconfig and _kubeconfig_reachable(kubeconfig)):
-        ok, why = _docker_usable()
-        if not ok:
-            print(f"SKIP kind tests: {why}")
-            pytest.skip(why)
-        t0 = time.monotonic()
-        r = subprocess.run(["bash", str(CLUSTER_UP)], stdout=subprocess.PIPE, text=True)
-        print(f"cluster-up.sh took {time.monotonic() - t0:.0f}s")
-        assert r.returncode == 0, (
-            f"tools/kind/cluster-up.sh failed (exit {r.returncode}); see its output above"
-        )
-        lines = [ln for ln in r.stdout.splitlines() if ln.startswith("KUBECONFIG=")]
-        assert lines, f"cluster-up.sh printed no KUBECONFIG= line: {r.stdout!r}"
-        kubeconfig = lines[-1].split("=", 1)[1]
-    kubectl = _find_kubectl()
-    if not kubectl:
-        pytest.skip("no kubectl found (AIRSIDE_KUBECTL, $AIRSIDE_CACHE/kind/bin/kubectl or PATH)")
-    return Kube(kubeconfig, kubectl)
+    return find_or_create_cluster()
 
 
 @pytest.fixture(scope="session")

@@ -54,6 +54,8 @@ class WorkerRegistration(Strict):
     version: Annotated[str, StringConstraints(max_length=64)] = ""
     baggageclaim_url: Url = ""
     runtime_url: Url = ""
+    volume_driver: Annotated[str, StringConstraints(max_length=32)] = ""  # naive | overlay | btrfs
+    runtime: Annotated[str, StringConstraints(max_length=32)] = ""  # oci | process
     resource_types: list[ResourceType] = Field(default_factory=list, max_length=256)
     boot_epoch: Epoch
     ephemeral: bool = False

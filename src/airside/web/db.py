@@ -42,6 +42,8 @@ class WorkerRow(Base):
     version: Mapped[str] = mapped_column(String(64), default="")
     baggageclaim_url: Mapped[str] = mapped_column(String(2048), default="")
     runtime_url: Mapped[str] = mapped_column(String(2048), default="")
+    volume_driver: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    runtime: Mapped[str] = mapped_column(String(32), default="", server_default="")
     resource_types: Mapped[list] = mapped_column(JSON, default=list)
     boot_epoch: Mapped[str] = mapped_column(String(64))
     ephemeral: Mapped[bool] = mapped_column(Boolean, default=False)

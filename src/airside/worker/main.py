@@ -52,7 +52,8 @@ def worker_auth(settings: Settings) -> httpx.Auth:
     return auth.BearerAuth(token)
 
 
-def registration(settings: Settings, boot_epoch: str, baggageclaim_url: str = "") -> WorkerRegistration:
+def registration(settings: Settings, boot_epoch: str, baggageclaim_url: str = "", volume_driver: str = "",
+                 runtime: str = "") -> WorkerRegistration:
     return WorkerRegistration(
         name=settings.worker_name,
         platform=settings.platform,
@@ -64,6 +65,8 @@ def registration(settings: Settings, boot_epoch: str, baggageclaim_url: str = ""
         boot_epoch=boot_epoch,
         ephemeral=settings.ephemeral,
         max_tasks=settings.max_concurrent_tasks,
+        volume_driver=volume_driver,
+        runtime=runtime,
     )
 
 
@@ -111,7 +114,8 @@ def run(settings: Settings, work: Work | None = None) -> int:
         LOG.warning("THE PROCESS RUNTIME DOES NOT ISOLATE TASKS: they run as this worker's user, on this host")
     tasks = Tasks(client, volumes.repository, runtime)
     work = work or tasks
-    beacon = Beacon(client, registration(settings, boot_epoch, volumes.url), heartbeat_interval=settings.heartbeat_interval,
+    beacon = Beacon(client, registration(settings, boot_epoch, volumes.url,
+                                                  volumes.repository.driver.name, runtime.name), heartbeat_interval=settings.heartbeat_interval,
                     drain_timeout=settings.drain_timeout, work=work)
 
     actions: queue.Queue[Action | Exception] = queue.Queue()
