@@ -1,7 +1,10 @@
 """Tar streams into and out of volumes, with the safety rules of stream-in.
 
-Stream-in reads a tar stream (raw, gzip or zstd) with `tarfile` in stream mode and checks every entry
-before it is written (`EntryCheck`, the tarfile extraction filter):
+Stream-in reads a tar stream (raw, gzip or zstd) and checks every entry before it is written
+(`EntryCheck`). Raw and zstd streams are parsed by `tarpipe` and written by GNU ``tar x`` from headers
+re-made from the checked fields (the checks then see what the stream already sent to tar); gzip streams,
+and whatever `tarpipe` hands over (sparse members, global headers, ...), go through `tarfile` in stream
+mode with `EntryCheck` as its extraction filter. The rules are the same either way:
 
 - names: no absolute paths, no ``..``; the entry's parents inside the volume must be real
   directories, never symlinks (nothing is ever written through a symlink, so nothing lands outside);
