@@ -1,0 +1,207 @@
+"""End to end on a Kubernetes cluster: the chart installed with Helm, one release per test module.
+
+The cluster: KUBECONFIG if it answers, else the offline kind cluster of tools/kind (created or reused by
+tools/kind/cluster-up.sh), driven through pytest-kind-ng's KindCluster with the project's own kind and
+kubectl binaries (no downloads). The airside image is built from this checkout (tools/image/build.sh) and
+loaded into the kind nodes. Web is reached on a NodePort of a node's address, so it stays reachable when
+its pod restarts. The `airside` CLI runs on the host against it, as an operator's would.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from airside import __version__
+from airside.core.auth import BearerAuth
+from airside.core.client import WebClient
+from tests.kubecluster import CACHE, KIND_CLUSTER, ROOT, Kube, find_or_create_cluster
+
+IMAGE_REPO, IMAGE_TAG = "airside", __version__
+CHART = ROOT / "chart"
+
+# What every release in this suite shares: the locally built image (never pulled), SQLite on a claim (no
+# registry here for a PostgreSQL image), web on a NodePort, workers tagged e2e with quick heartbeats.
+BASE_VALUES: dict[str, Any] = {
+    "image": {"repository": IMAGE_REPO, "tag": IMAGE_TAG, "pullPolicy": "Never"},
+    "postgresql": {"enabled": False},
+    "web": {"persistence": {"enabled": True}, "service": {"type": "NodePort"}},
+    "worker": {"replicas": 2},
+    "airside": {
+        "web": {"heartbeat_ttl": 20, "sweep_interval": 1, "log_format": "json"},
+        "worker": {"tags": ["e2e"], "heartbeat_interval": 2, "drain_timeout": 120, "reaper_interval": 5,
+                   "log_format": "json"},
+    },
+}
+SAMPLE_ROOTFS = "/opt/airside/rootfs/busybox"  # baked into the airside image (packaging.model.SAMPLE_ROOTFS)
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 180, what: str = "condition", every: float = 1.0) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if value := cond():
+                return value
+        except Exception as e:  # noqa: BLE001 - keep polling; report the last error on timeout
+            last = e
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last!r})" if last else ""))
+
+
+@pytest.fixture(scope="session")
+def kube() -> Kube:
+    return find_or_create_cluster()
+
+
+@pytest.fixture(scope="session")
+def kind(kube: Kube):  # noqa: ANN201 - pytest_kind.KindCluster, or None for a KUBECONFIG cluster
+    kind_bin = CACHE / "kind" / "bin" / "kind"
+    if not (kind_bin.exists() and str(kube.kubeconfig).startswith(str(CACHE))):
+        return None
+    from pytest_kind.cluster import KindCluster
+
+    kc = KindCluster(KIND_CLUSTER, kubeconfig=Path(kube.kubeconfig), kind_path=kind_bin,
+                     kubectl_path=Path(kube.kubectl_bin))
+    kc.create()  # reuses the running cluster
+    return kc
+
+
+@pytest.fixture(scope="session")
+def airside_image(kind) -> str:  # noqa: ANN001
+    image = f"{IMAGE_REPO}:{IMAGE_TAG}"
+    if kind is None:
+        if not os.environ.get("AIRSIDE_E2E_IMAGE_READY"):
+            pytest.skip(f"not a tools/kind cluster: make {image} pullable by its nodes and set AIRSIDE_E2E_IMAGE_READY=1")
+        return image
+    t0 = time.monotonic()
+    r = subprocess.run(["bash", str(ROOT / "tools" / "image" / "build.sh"), image], capture_output=True, text=True)
+    assert r.returncode == 0, f"tools/image/build.sh failed:\n{r.stderr[-3000:]}"
+    kind.load_docker_image(image)
+    print(f"built and loaded {image} in {time.monotonic() - t0:.0f}s")
+    return image
+
+
+class Release:
+    """One helm release of the chart in its own namespace."""
+
+    def __init__(self, kube: Kube, name: str, values: dict[str, Any], tmp: Path) -> None:
+        import helm_python
+
+        self.kube, self.name, self.values, self.tmp = kube, name, values, tmp
+        self.ns = f"e2e-{name}-{uuid.uuid4().hex[:5]}"
+        self.fullname = f"{name}-airside"
+        self.helm = helm_python.Config(kubeconfig_path=kube.kubeconfig, namespace=self.ns)
+
+    # --- lifecycle --------------------------------------------------------------------------------------
+    def install(self, wait: bool = True) -> Release:
+        t0 = time.monotonic()
+        self.helm.install(str(CHART), self.name, self.values, namespace=self.ns, create_namespace=True,
+                          wait="watcher" if wait else None, timeout=600)
+        print(f"helm install {self.name} in {self.ns}: {time.monotonic() - t0:.0f}s")
+        return self
+
+    def upgrade(self, values: dict[str, Any]) -> None:
+        self.values = values
+        self.helm.upgrade(str(CHART), self.name, values, namespace=self.ns, wait="watcher", timeout=600)
+
+    def uninstall(self) -> None:
+        try:
+            self.helm.uninstall(self.name, ignore_not_found=True, timeout=120)
+        finally:
+            self.kube.run("delete", "namespace", self.ns, "--wait=false", check=False)
+
+    # --- reaching it --------------------------------------------------------------------------------------
+    def k(self, *args: str, check: bool = True) -> str:
+        return self.kube.run("-n", self.ns, *args, check=check)
+
+    def kj(self, *args: str) -> dict:
+        return self.kube.json("-n", self.ns, *args)
+
+    @property
+    def web_url(self) -> str:
+        port = self.kj("get", "service", f"{self.fullname}-web")["spec"]["ports"][0]["nodePort"]
+        node = self.kube.json("get", "nodes")["items"][0]
+        ip = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
+        return f"http://{ip}:{port}"
+
+    @property
+    def token(self) -> str:
+        data = self.kj("get", "secret", self.fullname)["data"]
+        return base64.b64decode(data["token"]).decode()
+
+    def client(self) -> WebClient:
+        return WebClient(self.web_url, auth=BearerAuth(self.token), timeout=30)
+
+    def env(self) -> dict[str, str]:
+        return {**{k: v for k, v in os.environ.items() if not k.startswith("AIRSIDE_")},
+                "AIRSIDE_WEB_URL": self.web_url, "AIRSIDE_TOKEN": self.token, "COLUMNS": "200",
+                "AIRSIDE_DATA_DIR": str(self.tmp / "cli")}
+
+    def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "airside.cli", *args], env=self.env(), capture_output=True,
+                              text=True, timeout=timeout)
+
+    def cli_background(self, *args: str, log: Path) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "airside.cli", *args], env=self.env(),
+                                stdout=open(log, "w"), stderr=subprocess.STDOUT)
+
+    def workers(self) -> dict[str, dict]:
+        return {w["name"]: w for w in json.loads(self.cli("workers", "--json").stdout or "[]")}
+
+    def wait_running_workers(self, names: set[str], timeout: float = 240) -> dict[str, dict]:
+        def ok() -> dict | None:
+            ws = self.workers()
+            return ws if {n for n, w in ws.items() if w["state"] == "running"} == names else None
+
+        return wait_for(ok, timeout, f"running workers == {sorted(names)}", every=2)
+
+    def worker_pod(self, i: int) -> str:
+        return f"{self.fullname}-worker-{i}"
+
+    def logs(self, pod: str, container: str | None = None) -> str:
+        args = ["logs", pod] + (["-c", container] if container else [])
+        return self.k(*args, check=False)
+
+
+@pytest.fixture(scope="module")
+def release_factory(kube: Kube, airside_image: str, tmp_path_factory: pytest.TempPathFactory
+                    ) -> Iterator[Callable[..., Release]]:
+    made: list[Release] = []
+
+    def make(name: str, values: dict[str, Any] | None = None, wait: bool = True) -> Release:
+        rel = Release(kube, name, merge(BASE_VALUES, values or {}), tmp_path_factory.mktemp(name))
+        made.append(rel)
+        return rel.install(wait=wait)
+
+    yield make
+    for rel in made:
+        rel.uninstall()
+
+
+def write_task(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def web_get(rel: Release, path: str) -> httpx.Response:
+    return httpx.get(rel.web_url + path, headers={"Authorization": f"Bearer {rel.token}"}, timeout=30)
