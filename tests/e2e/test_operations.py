@@ -1,0 +1,48 @@
+"""`helm test` passes on a fresh release (its test pod runs a task), and a web restart during a running build
+does not lose it: the build finishes, the registry and logs survive, and `airside execute` reconnects."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import SAMPLE_ROOTFS, Release, wait_for, write_task
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
+
+
+@pytest.fixture(scope="module")
+def rel(release_factory) -> Release:  # noqa: ANN001
+    r = release_factory("ops")
+    r.wait_running_workers({r.worker_pod(0), r.worker_pod(1)})
+    return r
+
+
+def test_helm_test_runs_a_task(rel: Release) -> None:
+    result = rel.helm.test(rel.name, timeout=300, logs=True)
+    assert "helm test: a task ran and its output came back" in json.dumps(result)
+
+
+def test_web_restart_during_a_running_build_does_not_lose_it(rel: Release, tmp_path: Path) -> None:
+    t = write_task(tmp_path / "task.yml", f"""
+platform: linux
+rootfs_uri: {SAMPLE_ROOTFS}
+run: {{path: sh, args: [-c, 'echo before; sleep 40; echo after-web-restart']}}
+""")
+    ex = rel.cli_background("execute", "-c", str(t), "--tag", "e2e", log=tmp_path / "ex.log")
+    wait_for(lambda: "before" in (tmp_path / "ex.log").read_text(), 180, "the task running")
+    old = rel.kj("get", "pods", "-l", "app.kubernetes.io/component=web")["items"][0]["metadata"]["name"]
+    rel.k("delete", "pod", old)
+    wait_for(lambda: [p for p in rel.kj("get", "pods", "-l", "app.kubernetes.io/component=web")["items"]
+                      if p["metadata"]["name"] != old and all(c["ready"] for c in p["status"].get("containerStatuses", [{"ready": False}]))],
+             240, "a new web pod ready")
+    assert ex.wait(300) == 0, (tmp_path / "ex.log").read_text()[-3000:]
+    out = (tmp_path / "ex.log").read_text()
+    assert out.count("before") == 1 and "after-web-restart" in out
+    b = json.loads(rel.cli("builds", "--json").stdout)[0]
+    assert b["status"] == "succeeded" and b["attempt"] == 1  # the same attempt: not requeued, not lost
+    time.sleep(1)
+    assert {w["state"] for w in rel.workers().values()} == {"running"}
