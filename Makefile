@@ -21,10 +21,9 @@ lint:                 ## ruff + import-linter layer contracts
 bench:                ## benchmarks; each prints ratios against a baseline run in the same process
 	$(PYTHON) bench/heartbeats.py
 
-e2e:                  ## end to end on kind (issue 9): not built yet
-	@echo "make e2e: not built yet. It will build the airside image, create a kind cluster with tools/kind,"
-	@echo "install the chart per test module and run tests/e2e (registration, draining, naive vs overlay,"
-	@echo "a Job-based task run). Until then: 'make cluster-test' checks the offline kind toolchain."
+e2e:                  ## end to end on kind: image built + loaded, the chart installed per test module
+	bash tools/docker/dockerd-up.sh
+	$(PYTEST) -m e2e tests/e2e -v -p no:cacheprovider
 
 cluster:              ## build the offline kind toolchain (cached) and create a cluster
 	bash tools/kind/cluster-up.sh
