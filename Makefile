@@ -18,8 +18,12 @@ lint:                 ## ruff + import-linter layer contracts
 	ruff check src tests bench
 	lint-imports
 
-bench:                ## benchmarks; each prints ratios against a baseline run in the same process
+bench:                ## benchmarks; each prints ratios against a baseline measured in the same run
 	$(PYTHON) bench/heartbeats.py
+	$(PYTHON) bench/volumes.py      # as root: drivers vs cp -a, streams vs a tar pipe
+	$(PYTHON) bench/runtime.py      # as root: the oci runtime vs runc run
+	$(PYTHON) bench/execute.py      # as root: airside execute vs runc run
+	$(PYTHON) bench/k8s_job.py      # with a cluster: a Job task vs kubectl run
 
 e2e:                  ## end to end on kind: image built + loaded, the chart installed per test module
 	bash tools/docker/dockerd-up.sh
