@@ -53,6 +53,16 @@ class VolumeDriver(Protocol):
     def destroy(self, dir: Path) -> None: ...
 
 
+class DataDir:
+    """The layout every driver shares: a volume's data lives in `<volume dir>/volume`."""
+
+    def path(self, dir: Path) -> Path:
+        return dir / DATA
+
+    def size(self, dir: Path) -> int:
+        return tree_size(dir / DATA)
+
+
 def tree_size(path: Path) -> int:
     """Apparent size of the regular files under path, counting each inode once, never following links."""
     seen: set[tuple[int, int]] = set()

@@ -18,12 +18,6 @@ from .tarballs import chunks, entry, tar_bytes
 LIMIT = 1 << 30
 
 
-@pytest.fixture
-def vol(tmp_path: Path) -> Path:
-    d = tmp_path / "vol"
-    d.mkdir()
-    (tmp_path / "outside").mkdir()
-    return d
 
 
 def extract(vol: Path, raw: bytes, sub: str = "", privileged: bool = False, **kw):

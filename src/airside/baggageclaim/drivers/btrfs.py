@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 from airside.baggageclaim import mounts
-from airside.baggageclaim.driver import DATA, VolumeDriver, tree_size
+from airside.baggageclaim.driver import DATA, DataDir, VolumeDriver
 from airside.baggageclaim.errors import DriverUnavailable
 from airside.core import log
 
@@ -32,7 +32,7 @@ def image_in(volumes_dir: Path) -> Path:
     return volumes_dir / IMAGE
 
 
-class BtrfsDriver:
+class BtrfsDriver(DataDir):
     name = "btrfs"
 
     def __init__(self, image_mib: int = 20480) -> None:
@@ -74,12 +74,6 @@ class BtrfsDriver:
 
     def create_cow(self, dir: Path, parent_dir: Path) -> None:
         _run("btrfs", "subvolume", "snapshot", str(parent_dir / DATA), str(dir / DATA))
-
-    def path(self, dir: Path) -> Path:
-        return dir / DATA
-
-    def size(self, dir: Path) -> int:
-        return tree_size(dir / DATA)
 
     def destroy(self, dir: Path) -> None:
         data = dir / DATA

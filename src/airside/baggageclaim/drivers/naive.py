@@ -9,11 +9,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from airside.baggageclaim.driver import DATA, VolumeDriver, tree_size
+from airside.baggageclaim.driver import DATA, DataDir, VolumeDriver
 from airside.baggageclaim.errors import DriverUnavailable
 
 
-class NaiveDriver:
+class NaiveDriver(DataDir):
     name = "naive"
 
     def setup(self, volumes_dir: Path) -> Path:
@@ -35,12 +35,6 @@ class NaiveDriver:
         )
         if res.returncode != 0:
             raise OSError(f"copying {parent_dir / DATA} to {dir / DATA} failed: {res.stderr.strip()}")
-
-    def path(self, dir: Path) -> Path:
-        return dir / DATA
-
-    def size(self, dir: Path) -> int:
-        return tree_size(dir / DATA)
 
     def destroy(self, dir: Path) -> None:
         shutil.rmtree(dir / DATA, ignore_errors=True)

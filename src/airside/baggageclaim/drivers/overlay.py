@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from airside.baggageclaim import mounts
-from airside.baggageclaim.driver import DATA, VolumeDriver, tree_size
+from airside.baggageclaim.driver import DATA, DataDir, VolumeDriver
 from airside.baggageclaim.errors import DriverUnavailable
 from airside.core import log
 
@@ -51,7 +51,7 @@ def probe(volumes_dir: Path) -> str | None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-class OverlayDriver:
+class OverlayDriver(DataDir):
     name = "overlay"
 
     def __init__(self) -> None:
@@ -100,12 +100,6 @@ class OverlayDriver:
             (dir / d).mkdir()
         (dir / CHAIN).write_text("\n".join(chain) + "\n")
         self._mount(dir, chain)
-
-    def path(self, dir: Path) -> Path:
-        return dir / DATA
-
-    def size(self, dir: Path) -> int:
-        return tree_size(dir / DATA)
 
     def destroy(self, dir: Path) -> None:
         data = dir / DATA
