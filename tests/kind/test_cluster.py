@@ -50,7 +50,7 @@ def _busy_image(kube: Kube) -> str:
     nodes = kube.json("get", "nodes")["items"]
     names: set[str] = set()
     for img in nodes[0]["status"].get("images", []):
-        names.update(img.get("names", []))
+        names.update(img.get("names") or [])
     for cand in sorted(names):
         if "local-path-helper" in cand and "@" not in cand:
             return cand
