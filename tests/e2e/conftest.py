@@ -26,17 +26,18 @@ import pytest
 from airside import __version__
 from airside.core.auth import BearerAuth
 from airside.core.client import WebClient
+from airside.packaging.model import POSTGRES_IMAGE as POSTGRES
 from tests.kubecluster import CACHE, KIND_CLUSTER, ROOT, Kube, find_or_create_cluster
 
 IMAGE_REPO, IMAGE_TAG = "airside", __version__
+POSTGRES_IMAGE = ":".join(POSTGRES)
 CHART = ROOT / "chart"
 
-# What every release in this suite shares: the locally built image (never pulled), SQLite on a claim (no
-# registry here for a PostgreSQL image), web on a NodePort, workers tagged e2e with quick heartbeats.
+# What every release in this suite shares: the locally built images (never pulled; the bundled PostgreSQL
+# too), web on a NodePort, workers tagged e2e with quick heartbeats.
 BASE_VALUES: dict[str, Any] = {
     "image": {"repository": IMAGE_REPO, "tag": IMAGE_TAG, "pullPolicy": "Never"},
-    "postgresql": {"enabled": False},
-    "web": {"persistence": {"enabled": True}, "service": {"type": "NodePort"}},
+    "web": {"service": {"type": "NodePort"}},
     "worker": {"replicas": 2},
     "airside": {
         "web": {"heartbeat_ttl": 20, "sweep_interval": 1, "log_format": "json"},
@@ -93,10 +94,11 @@ def airside_image(kind) -> str:  # noqa: ANN001
             pytest.skip(f"not a tools/kind cluster: make {image} pullable by its nodes and set AIRSIDE_E2E_IMAGE_READY=1")
         return image
     t0 = time.monotonic()
-    r = subprocess.run(["bash", str(ROOT / "tools" / "image" / "build.sh"), image], capture_output=True, text=True)
-    assert r.returncode == 0, f"tools/image/build.sh failed:\n{r.stderr[-3000:]}"
-    kind.load_docker_image(image)
-    print(f"built and loaded {image} in {time.monotonic() - t0:.0f}s")
+    for script, tag in (("build.sh", image), ("build-postgres.sh", POSTGRES_IMAGE)):
+        r = subprocess.run(["bash", str(ROOT / "tools" / "image" / script), tag], capture_output=True, text=True)
+        assert r.returncode == 0, f"tools/image/{script} failed:\n{r.stderr[-3000:]}"
+        kind.load_docker_image(tag)
+    print(f"built and loaded {image} and {POSTGRES_IMAGE} in {time.monotonic() - t0:.0f}s")
     return image
 
 

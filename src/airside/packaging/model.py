@@ -41,7 +41,7 @@ DATA_DIR = "/var/lib/airside"  # in the image, the chart and compose
 BOSH_DATA_DIR = "/var/vcap/store/airside"
 SAMPLE_ROOTFS = "/opt/airside/rootfs/busybox"  # a tiny task image baked into the airside image  # the persistent disk of a BOSH instance
 IMAGE_REPOSITORY = "airside"
-POSTGRES_IMAGE = ("postgres", "16-bookworm")
+POSTGRES_IMAGE = ("postgres", "15-bookworm")  # Debian bookworm's PostgreSQL; tools/image/build-postgres.sh
 
 
 # --- settings, derived from airside.config -------------------------------------------------------------
