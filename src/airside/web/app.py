@@ -249,4 +249,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
 def serve(settings: Settings) -> None:
     app = create_app(settings)
     LOG.info("web listening", url=f"http://{settings.bind_host}:{settings.bind_port}")
-    uvicorn.run(app, host=settings.bind_host, port=settings.bind_port, log_config=None, access_log=False)
+    # keep-alive longer than the heartbeat interval: workers reuse one connection instead of racing the
+    # server's close of an idle one (uvicorn's default is 5 s; 75 s is what load balancers commonly expect)
+    uvicorn.run(app, host=settings.bind_host, port=settings.bind_port, log_config=None, access_log=False,
+                timeout_keep_alive=75)
