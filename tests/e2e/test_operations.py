@@ -44,5 +44,6 @@ run: {{path: sh, args: [-c, 'echo before; sleep 40; echo after-web-restart']}}
     assert out.count("before") == 1 and "after-web-restart" in out
     b = json.loads(rel.cli("builds", "--json").stdout)[0]
     assert b["status"] == "succeeded" and b["attempt"] == 1  # the same attempt: not requeued, not lost
+    assert "postgresql+psycopg://" in rel.logs(f"deploy/{rel.fullname}-web")  # the chart's bundled PostgreSQL
     time.sleep(1)
     assert {w["state"] for w in rel.workers().values()} == {"running"}
