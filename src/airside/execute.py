@@ -109,6 +109,7 @@ def follow(client: WebClient, build_id: int, outputs: dict[str, Path]) -> int:
             err.print(f"[red]abort failed:[/red] {e.message}")
 
     previous = signal.signal(signal.SIGINT, on_int)
+    end: dict = {}
     try:
         for e in client.events(build_id):
             if e["kind"] == "log":
@@ -118,23 +119,24 @@ def follow(client: WebClient, build_id: int, outputs: dict[str, Path]) -> int:
             elif e["kind"] == "status":
                 err.print(f"[dim]{e['data']}[/dim]")
             elif e["kind"] == "end":
+                end = e
                 break
     finally:
         signal.signal(signal.SIGINT, previous)
-    build = client.build(build_id)
-    if build.status in (BuildStatus.succeeded, BuildStatus.failed):
+    status, exit_code, reason = end.get("status"), end.get("exit_code"), end.get("reason", "")
+    if status in (BuildStatus.succeeded, BuildStatus.failed):
         for name, dest in outputs.items():
             fetch_output(client, build_id, name, dest)
-    if build.status == BuildStatus.succeeded:
+    if status == BuildStatus.succeeded:
         err.print(f"[green]succeeded[/green] (build {build_id})")
         return 0
-    if build.status == BuildStatus.failed:
-        err.print(f"[red]failed[/red] with exit code {build.exit_code} (build {build_id})")
-        return build.exit_code or 1
-    if build.status == BuildStatus.aborted:
+    if status == BuildStatus.failed:
+        err.print(f"[red]failed[/red] with exit code {exit_code} (build {build_id})")
+        return exit_code or 1
+    if status == BuildStatus.aborted:
         err.print(f"[yellow]aborted[/yellow] (build {build_id})")
         return EXIT_ABORTED
-    err.print(f"[red]errored[/red]: {build.reason} (build {build_id})")
+    err.print(f"[red]errored[/red]: {reason} (build {build_id})")
     return EXIT_ERRORED
 
 

@@ -14,11 +14,12 @@ import secrets
 import time
 from collections.abc import Generator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+if TYPE_CHECKING:  # cryptography loads only where keys are used: every CLI start stays quick
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 KEY_TYPE = "airside-ed25519"
 WORKER_SCHEME = "AirsideWorker"
@@ -44,17 +45,25 @@ def tokens_equal(given: str | None, expected: str | None) -> bool:
 
 def generate_keypair() -> tuple[bytes, str]:
     """Returns (private key PEM, public key line for an authorized-keys file)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     return pem, public_line(key.public_key())
 
 
 def public_line(pub: Ed25519PublicKey) -> str:
+    from cryptography.hazmat.primitives import serialization
+
     raw = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return f"{KEY_TYPE} {base64.b64encode(raw).decode()}"
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{path}: not an Ed25519 private key (make one with `airside keygen`)")
@@ -62,6 +71,8 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
 
 
 def load_authorized_keys(path: Path) -> list[Ed25519PublicKey]:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     keys = []
     for lineno, line in enumerate(path.read_text().splitlines(), 1):
         line = line.strip()
@@ -94,6 +105,8 @@ def verify(header: str, keys: list[Ed25519PublicKey], method: str, path: str, bo
         raw = base64.b64decode(sig)
     except ValueError:
         return None
+    from cryptography.exceptions import InvalidSignature
+
     msg = _message(method, path, ts, body)
     for pub in keys:
         try:

@@ -100,7 +100,9 @@ def router(web: "Web") -> APIRouter:
         with web.tx() as s:
             b = builds.get(s, build_id, lock=True)
             builds.abort(s, b, web.clock())
-            return builds.view(b)
+            view = builds.view(b)
+        web.assignments_changed()
+        return view
 
     @route(routes.BUILD_EVENTS)
     async def build_events(build_id: int, p: Caller, after: int = Query(-1, ge=-1)) -> StreamingResponse:
@@ -110,16 +112,16 @@ def router(web: "Web") -> APIRouter:
         async def stream() -> AsyncIterator[bytes]:
             last = after
             while True:
-                rows, status = await asyncio.to_thread(_events_since, build_id, last)
+                rows, final = await asyncio.to_thread(_events_since, build_id, last)
                 for e in rows:
                     last = e["seq"]
                     yield f"id: {e['seq']}\nevent: {e['kind']}\ndata: {json.dumps(e)}\n\n".encode()
                 if not rows:
-                    if status in TERMINAL:
-                        yield f"event: end\ndata: {json.dumps({'status': status})}\n\n".encode()
+                    if final is not None:  # the outcome rides on the end event: no extra request to learn it
+                        yield f"event: end\ndata: {json.dumps(final)}\n\n".encode()
                         return
                     yield b": keep-alive\n\n"
-                    await asyncio.sleep(0.1)
+                    await asyncio.sleep(0.05)
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
@@ -127,11 +129,14 @@ def router(web: "Web") -> APIRouter:
         with web.sessions() as s:
             builds.get(s, build_id)
 
-    def _events_since(build_id: int, after: int) -> tuple[list[dict], str]:
+    def _events_since(build_id: int, after: int) -> tuple[list[dict], dict | None]:
+        """New events, and the build's outcome once it has ended."""
         with web.sessions() as s:
             rows = builds.events(s, build_id, after)
-            status = builds.get(s, build_id).status
-            return [{"seq": e.seq, "kind": e.kind, "stream": e.stream, "data": e.data, "at": e.at} for e in rows], status
+            b = builds.get(s, build_id)
+            final = ({"status": b.status, "exit_code": b.exit_code, "reason": b.reason}
+                     if b.status in TERMINAL else None)
+            return [{"seq": e.seq, "kind": e.kind, "stream": e.stream, "data": e.data, "at": e.at} for e in rows], final
 
     # --- artifacts -------------------------------------------------------------------------------------
     async def _upload(request: Request, build_id: int, kind: str, name: str) -> None:
@@ -208,7 +213,7 @@ def router(web: "Web") -> APIRouter:
             now_set = {f"{a.build_id}.{a.attempt}" for a in found}
             if now_set != known_set or any(a.abort for a in found) or asyncio.get_running_loop().time() >= deadline:
                 return found
-            await asyncio.sleep(0.1)
+            await web.assignment_change(0.25)
 
     def _assignments(name: str, epoch: str) -> list[Assignment]:
         with web.sessions() as s:

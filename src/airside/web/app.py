@@ -53,6 +53,8 @@ class Web:
         self.metrics = Metrics(self.sessions)
         self.artifacts = ArtifactStore(settings.data_dir / "artifacts")
         self._wake: asyncio.Event | None = None
+        self._placed: asyncio.Event | None = None  # set when this process placed builds: wakes long-polls
+        self._event_loop: asyncio.AbstractEventLoop | None = None
         self.started_at = clock()
         self.kubernetes = None
         if settings.runtime == "kubernetes" or settings.kubernetes_artifact_url:
@@ -84,9 +86,31 @@ class Web:
                 b = s.get(BuildRow, build_id)
                 if b is not None and b.queued_at is not None:
                     self.metrics.queue_wait.observe(max(0.0, self.clock() - b.queued_at))
+        if placed:
+            self.assignments_changed()
         if self.kubernetes is not None:
             self.kubernetes.tick()
         return placed
+
+    def assignments_changed(self) -> None:
+        """Wakes the workers' long-polls waiting in this process (callable from any thread)."""
+        if self._event_loop is not None:
+            self._event_loop.call_soon_threadsafe(self._pulse)
+
+    def _pulse(self) -> None:
+        ev, self._placed = self._placed, asyncio.Event()
+        if ev is not None:
+            ev.set()
+
+    async def assignment_change(self, timeout: float) -> None:
+        """Waits until this process changes assignments, or `timeout` passes (other web replicas change them
+        too, so callers re-read the database after either)."""
+        ev = self._placed
+        if ev is None:
+            await asyncio.sleep(timeout)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ev.wait(), timeout)
 
     def wake_scheduler(self) -> None:
         if self._wake is not None:
@@ -109,7 +133,8 @@ class Web:
             wake.clear()
 
     def background(self) -> list[asyncio.Task]:
-        self._wake = asyncio.Event()
+        self._wake, self._placed = asyncio.Event(), asyncio.Event()
+        self._event_loop = asyncio.get_running_loop()
         return [asyncio.create_task(self._loop("registry sweep", self.sweep_once, self.settings.sweep_interval)),
                 asyncio.create_task(self._loop("scheduler", self.schedule_once, 1.0, self._wake))]
 
