@@ -94,6 +94,11 @@ def airside_image(kind) -> str:  # noqa: ANN001
             pytest.skip(f"not a tools/kind cluster: make {image} pullable by its nodes and set AIRSIDE_E2E_IMAGE_READY=1")
         return image
     t0 = time.monotonic()
+    # images loaded by earlier runs stay in the nodes' containerd once their tag moves: prune what no container
+    # uses *before* loading (kind's own images are pinned and stay)
+    for node in subprocess.run([str(kind.kind_path), "get", "nodes", "--name", kind.name], capture_output=True,
+                               text=True).stdout.split():
+        subprocess.run(["docker", "exec", node, "crictl", "--timeout", "120s", "rmi", "--prune"], capture_output=True)
     for script, tag in (("build.sh", image), ("build-postgres.sh", POSTGRES_IMAGE)):
         r = subprocess.run(["bash", str(ROOT / "tools" / "image" / script), tag], capture_output=True, text=True)
         assert r.returncode == 0, f"tools/image/{script} failed:\n{r.stderr[-3000:]}"

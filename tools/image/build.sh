@@ -65,4 +65,6 @@ cp "$ROOT/docker/Dockerfile" "$ROOT/docker/.dockerignore" "$ctx/"
 log "docker build $TAG (FROM $BASE, no network needed)"
 docker build --quiet --network none --build-arg "BASE=$BASE" -t "$TAG" "$ctx" >/dev/null || die "docker build failed"
 docker run --rm --network none "$TAG" --version
+# every rebuild leaves the previous image untagged: drop those so the cache dir does not grow without bound
+docker image prune -f >/dev/null || true
 log "built $TAG"
