@@ -363,27 +363,25 @@ class ImageResource(_Model):
         return f"{self.repository}@{digest}" if digest else f"{self.repository}:{self.tag}"
 
 
-class TaskInput(_Model):
+class _Artifact(_Model):
+    """An input or output: a name, and a path that defaults to the name."""
+
     name: Identifier
     path: RelPath | None = None
+
+    @model_validator(mode="after")
+    def _default_path(self) -> _Artifact:
+        if self.path is None:
+            self.path = self.name
+        return self
+
+
+class TaskInput(_Artifact):
     optional: bool = False
 
-    @model_validator(mode="after")
-    def _default_path(self) -> TaskInput:
-        if self.path is None:
-            self.path = self.name
-        return self
 
-
-class TaskOutput(_Model):
-    name: Identifier
-    path: RelPath | None = None
-
-    @model_validator(mode="after")
-    def _default_path(self) -> TaskOutput:
-        if self.path is None:
-            self.path = self.name
-        return self
+class TaskOutput(_Artifact):
+    pass
 
 
 class TaskCache(_Model):
