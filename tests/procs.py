@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from airside.core.auth import BearerAuth
-from airside.core.client import WebClient
+from airside.core.client import WebClient, tls_verify
 
 from .pg import free_port
 
@@ -76,12 +76,15 @@ class WebProc(Proc):
     TOKEN = "operator-token-for-tests"
     WORKER_TOKEN = "worker-token-for-tests"
 
-    def __init__(self, tmp: Path, database_url: str = "", **settings: Any) -> None:
+    def __init__(self, tmp: Path, database_url: str = "", ca_file: Path | None = None, **settings: Any) -> None:
+        """With tls_cert_file/tls_key_file set, web serves HTTPS; `ca_file` is what verifies it."""
         self.port = free_port()
         base = {"data_dir": tmp / "web", "bind_port": self.port, "database_url": database_url, "token": self.TOKEN,
                 "worker_token": self.WORKER_TOKEN, "heartbeat_ttl": 2.0, "sweep_interval": 0.2}
         super().__init__(["web"], {**base, **settings}, tmp / f"web-{self.port}.log")
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.ca_file = ca_file
+        scheme = "https" if settings.get("tls_cert_file") else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> WebProc:
         super().start()
@@ -91,10 +94,10 @@ class WebProc(Proc):
     def _healthy(self) -> bool:
         if not self.alive():
             raise AssertionError(f"web exited: {self.output()[-3000:]}")
-        return httpx.get(self.url + "/readyz", timeout=1).status_code == 200
+        return httpx.get(self.url + "/readyz", timeout=1, verify=tls_verify(self.url, self.ca_file)).status_code == 200
 
     def client(self, token: str | None = None) -> WebClient:
-        return WebClient(self.url, auth=BearerAuth(token or self.TOKEN))
+        return WebClient(self.url, auth=BearerAuth(token or self.TOKEN), ca_file=self.ca_file)
 
     def restart(self) -> None:
         self.stop()
@@ -103,7 +106,7 @@ class WebProc(Proc):
 
 class WorkerProc(Proc):
     def __init__(self, tmp: Path, web: WebProc, name: str, work_dir: Path | None = None, **settings: Any) -> None:
-        base = {"worker_name": name, "web_url": web.url, "worker_token": web.WORKER_TOKEN,
+        base = {"worker_name": name, "web_url": web.url, "worker_token": web.WORKER_TOKEN, "tls_ca_file": web.ca_file,
                 "data_dir": tmp / f"worker-{name}", "work_dir": work_dir or tmp / f"worker-{name}" / "work",
                 "heartbeat_interval": 0.3, "drain_timeout": 10, "baggageclaim_bind_port": 0,
                 "baggageclaim_driver": "naive", "worker_runtime": "process", "reaper_interval": 1.0}
@@ -125,6 +128,7 @@ def run_cli(web: WebProc, *args: str, cwd: Path | None = None, timeout: float = 
     """Runs an `airside` client command against web as the operator."""
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIRSIDE_")},
            "AIRSIDE_WEB_URL": web.url, "AIRSIDE_TOKEN": web.TOKEN, "COLUMNS": "200",
-           "AIRSIDE_DATA_DIR": str(Path(web.settings["data_dir"]).parent / "cli")}
+           "AIRSIDE_DATA_DIR": str(Path(web.settings["data_dir"]).parent / "cli"),
+           **({"AIRSIDE_TLS_CA_FILE": str(web.ca_file)} if web.ca_file else {})}
     return subprocess.run([sys.executable, "-m", "airside.cli", *args], env=env, capture_output=True, text=True,
                           timeout=timeout, cwd=cwd)

@@ -60,6 +60,31 @@ app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .ctx.Chart.Name .ctx.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* web's URL inside the cluster: https when web.tls.secretName is set. */}}
+{{- define "airside.web.url" -}}
+{{- printf "%s://%s:%v" (ternary "https" "http" (not (empty .Values.web.tls.secretName))) (include "airside.web.fullname" .) .Values.web.service.port }}
+{{- end }}
+
+{{/* Volume + mount of the CA that verifies web (web.tls.caKey of web.tls.secretName), for workers and tests. */}}
+{{- define "airside.webCA.volume" -}}
+{{- if and .Values.web.tls.secretName .Values.web.tls.caKey }}
+- name: web-ca
+  secret:
+    secretName: {{ .Values.web.tls.secretName }}
+    items:
+      - key: {{ .Values.web.tls.caKey }}
+        path: ca.crt
+{{- end }}
+{{- end }}
+
+{{- define "airside.webCA.mount" -}}
+{{- if and .Values.web.tls.secretName .Values.web.tls.caKey }}
+- name: web-ca
+  mountPath: /etc/airside/web-ca
+  readOnly: true
+{{- end }}
+{{- end }}
+
 {{- define "airside.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
@@ -180,6 +205,26 @@ airside.web wins, else what the chart manages (if anything), else nothing (binar
 {{- if not (kindIs "invalid" $v) }}
 - name: AIRSIDE_AUTHORIZED_WORKER_KEYS
   value: {{ (toString $v) | quote }}
+{{- end }}
+{{- $v := index $s "tls_cert_file" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_TLS_CERT_FILE
+  value: {{ (toString $v) | quote }}
+{{- else }}
+{{- if .Values.web.tls.secretName }}
+- name: AIRSIDE_TLS_CERT_FILE
+  value: "/etc/airside/tls/tls.crt"
+{{- end }}
+{{- end }}
+{{- $v := index $s "tls_key_file" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_TLS_KEY_FILE
+  value: {{ (toString $v) | quote }}
+{{- else }}
+{{- if .Values.web.tls.secretName }}
+- name: AIRSIDE_TLS_KEY_FILE
+  value: "/etc/airside/tls/tls.key"
+{{- end }}
 {{- end }}
 {{- $v := index $s "scheduler_strategy" }}
 {{- if not (kindIs "invalid" $v) }}
@@ -341,7 +386,17 @@ airside.worker wins, else what the chart manages (if anything), else nothing (bi
   value: {{ (toString $v) | quote }}
 {{- else }}
 - name: AIRSIDE_WEB_URL
-  value: {{ printf "http://%s:%v" (include "airside.web.fullname" .) .Values.web.service.port | quote }}
+  value: {{ include "airside.web.url" . | quote }}
+{{- end }}
+{{- $v := index $s "tls_ca_file" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_TLS_CA_FILE
+  value: {{ (toString $v) | quote }}
+{{- else }}
+{{- if and .Values.web.tls.secretName .Values.web.tls.caKey }}
+- name: AIRSIDE_TLS_CA_FILE
+  value: "/etc/airside/web-ca/ca.crt"
+{{- end }}
 {{- end }}
 {{- $v := index $s "worker_name" }}
 {{- if not (kindIs "invalid" $v) }}

@@ -34,7 +34,7 @@ def client_for(settings: Settings) -> WebClient:
         token = (settings.data_dir / "token").read_text().strip()
     if not token:
         raise click.UsageError(f"no token: set {env_name('token')} or --token (web prints where its token is)")
-    return WebClient(settings.web_url, auth=auth.BearerAuth(token))
+    return WebClient(settings.web_url, auth=auth.BearerAuth(token), ca_file=settings.tls_ca_file)
 
 
 def _fail(e: WebError) -> None:
@@ -81,10 +81,13 @@ def main() -> None:
 @settings_options(WEB)
 def web(**kwargs: Any) -> None:
     """Run web: API, scheduler and database."""
-    from airside.web.app import serve
+    from airside.web.app import TLSError, serve
 
     settings, _ = _pop_settings(kwargs)
-    serve(settings)
+    try:
+        serve(settings)
+    except TLSError as e:
+        raise click.UsageError(str(e)) from None
 
 
 @main.command()

@@ -22,8 +22,13 @@ ENV_PREFIX = "AIRSIDE_"
 WEB, WORKER, BAGGAGECLAIM, CLIENT, COMMON = "web", "worker", "baggageclaim", "client", "common"
 
 
-def _f(default: Any, description: str, *roles: str, secret: bool = False, **kw: Any) -> Any:
-    return Field(default, description=description, json_schema_extra={"roles": list(roles), "secret": secret}, **kw)
+def _f(default: Any, description: str, *roles: str, secret: bool = False, file: bool = False,
+       secret_file: bool = False, **kw: Any) -> Any:
+    """A setting. `secret`: a credential the deployment generates (tokens). `file`: a path to a file the
+    operator provides (certificates, keys); deployments that hand out file *contents* (BOSH properties)
+    write it for the binary. `secret_file`: such a file holds a secret (a private key)."""
+    extra = {"roles": list(roles), "secret": secret, "file": file or secret_file, "secret_file": secret_file}
+    return Field(default, description=description, json_schema_extra=extra, **kw)
 
 
 class Settings(BaseSettings):
@@ -50,8 +55,14 @@ class Settings(BaseSettings):
     sweep_interval: float = _f(2.0, "Seconds between web's registry sweeps (stall detection, auto-prune).", WEB, gt=0)
     max_request_bytes: int = _f(1 << 20, "Largest JSON request body web accepts, in bytes.", WEB, gt=0)
     authorized_worker_keys: Path | None = _f(
-        None, "File of worker public keys (one `airside-ed25519 <base64>` per line) allowed to register.", WEB
+        None, "File of worker public keys (one `airside-ed25519 <base64>` per line) allowed to register.", WEB,
+        file=True,
     )
+    tls_cert_file: Path | None = _f(
+        None, "PEM certificate (chain) web serves HTTPS with, together with tls_key_file; unset: plain HTTP.", WEB,
+        file=True,
+    )
+    tls_key_file: Path | None = _f(None, "PEM private key of tls_cert_file.", WEB, file=True, secret_file=True)
 
     # --- builds and scheduling (web) ---------------------------------------------------------
     scheduler_strategy: Literal["fewest-build-containers", "volume-locality", "random"] = _f(
@@ -78,6 +89,10 @@ class Settings(BaseSettings):
         None, "Shared token workers present to web (alternative to a worker key pair).", WEB, WORKER, secret=True
     )
     web_url: str = _f("http://127.0.0.1:8080", "URL of web, as workers and clients reach it.", WORKER, CLIENT)
+    tls_ca_file: Path | None = _f(
+        None, "PEM CA certificate(s) that verify web's certificate when web_url is https; unset: the system's CAs.",
+        WORKER, CLIENT, file=True,
+    )
 
     # --- worker ----------------------------------------------------------------------------
     worker_name: str = _f(socket.gethostname(), "Name the worker registers under.", WORKER)
@@ -89,7 +104,9 @@ class Settings(BaseSettings):
     drain_timeout: float = _f(
         300.0, "Seconds a landing/retiring worker waits for running work before it stops anyway.", WORKER, ge=0
     )
-    worker_key: Path | None = _f(None, "Worker private key file from `airside keygen` (instead of worker_token).", WORKER)
+    worker_key: Path | None = _f(
+        None, "Worker private key file from `airside keygen` (instead of worker_token).", WORKER, secret_file=True
+    )
     work_dir: Path | None = _f(None, "Worker state directory; empty means data_dir/worker.", WORKER)
     runtime_url: str = _f("", "Runtime endpoint the worker advertises (empty: none).", WORKER)
 
@@ -200,6 +217,13 @@ class Settings(BaseSettings):
             # anything else stays text, and validation names the field
         return data
 
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            missing = "tls_key_file" if self.tls_key_file is None else "tls_cert_file"
+            raise ValueError(f"{missing}: web's TLS needs both tls_cert_file and tls_key_file ({env_name(missing)})")
+        return self
+
     # --- derived values (never settings of their own) ----------------------------------------
     @property
     def resolved_database_url(self) -> str:
@@ -216,6 +240,10 @@ class Settings(BaseSettings):
     @property
     def resolved_volumes_dir(self) -> Path:
         return self.volumes_dir or self.resolved_work_dir / "volumes"
+
+    @property
+    def web_scheme(self) -> str:
+        return "https" if self.tls_cert_file else "http"
 
     @property
     def resolved_baggageclaim_url(self) -> str:

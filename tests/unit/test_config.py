@@ -46,3 +46,20 @@ def test_flags_are_derived_and_flags_beat_env(monkeypatch: pytest.MonkeyPatch) -
     assert (s.worker_name, s.ephemeral, s.tags, s.heartbeat_interval) == ("w9", True, ["a", "b"], 3.0)
     r = CliRunner().invoke(cmd, ["--heartbeat-interval", "-1"])
     assert r.exit_code != 0 and "heartbeat_interval (--heartbeat-interval, AIRSIDE_HEARTBEAT_INTERVAL)" in r.output
+
+
+def test_tls_needs_cert_and_key_together(tmp_path) -> None:
+    with pytest.raises(click.UsageError) as e:
+        load_settings({"tls_cert_file": tmp_path / "c.pem"})
+    assert "tls_key_file" in str(e.value) and "AIRSIDE_TLS_KEY_FILE" in str(e.value)
+    s = Settings(tls_cert_file=tmp_path / "c.pem", tls_key_file=tmp_path / "k.pem")
+    assert s.web_scheme == "https" and Settings().web_scheme == "http"
+
+
+def test_client_tls_verification(tmp_path) -> None:
+    from airside.core.client import WebError, tls_verify
+
+    assert tls_verify("http://w:8080", tmp_path / "missing.pem") is False  # plain HTTP never loads a CA
+    assert tls_verify("https://w:8080", None) is True  # the system's CAs
+    with pytest.raises(WebError, match="missing.pem"):
+        tls_verify("https://w:8080", tmp_path / "missing.pem")

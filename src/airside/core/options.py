@@ -63,6 +63,9 @@ def load_settings(overrides: dict[str, Any]) -> Settings:
         lines = []
         for x in e.errors():
             field = ".".join(str(p) for p in x["loc"])
+            if not field:  # a rule across settings: the message names them
+                lines.append(f"  {x['msg'].removeprefix('Value error, ')}")
+                continue
             lines.append(f"  {field} (--{field.replace('_', '-')}, {env_name(field)}): {x['msg']}")
         raise click.UsageError("invalid settings:\n" + "\n".join(lines)) from None
 

@@ -55,6 +55,13 @@ class SettingSpec:
     schema: dict[str, Any]  # JSON schema of a set value (never includes null)
     default: Any  # the binary's default when it is the same on every machine, else None
     machine_default: bool  # the binary's default depends on the machine (home dir, hostname)
+    file: bool = False  # a path to a file the operator provides (certificates, keys)
+    secret_file: bool = False  # ... holding a secret (a private key)
+
+    @property
+    def content_name(self) -> str:
+        """Name of the property carrying a file setting's *content* (BOSH): tls_cert_file → tls_cert."""
+        return self.name.removesuffix("_file") if self.file else self.name
 
     @property
     def type(self) -> str:
@@ -119,6 +126,7 @@ def _settings() -> tuple[SettingSpec, ...]:
             name=name, env=env_name(name), description=(f.description or "").strip(),
             roles=tuple(extra.get("roles", ())), secret=bool(extra.get("secret", False)),
             schema=_value_schema(props.get(name, {})), default=default, machine_default=machine,
+            file=bool(extra.get("file", False)), secret_file=bool(extra.get("secret_file", False)),
         ))
     return tuple(out)
 
@@ -133,7 +141,10 @@ def secret_settings() -> list[SettingSpec]:
 
 
 # --- how a deployment fills settings the operator should not have to ----------------------------------
-CHART_ONLY_KINDS = frozenset({"kubernetes_runtime", "artifact_url", "job_namespace", "airside_image"})
+CHART_ONLY_KINDS = frozenset({"kubernetes_runtime", "artifact_url", "job_namespace", "airside_image", "web_tls",
+                              "web_tls_ca"})
+TLS_DIR = "/etc/airside/tls"  # chart: web's certificate Secret (web.tls.secretName)
+WEB_CA_DIR = "/etc/airside/web-ca"  # chart: the CA that verifies web (web.tls.caKey of that Secret)
 
 
 @dataclass(frozen=True)
@@ -144,7 +155,8 @@ class Managed:
     / BOSH instance name), `self_baggageclaim_url` (this instance's volume server URL), `database_url`
     (the bundled or external database), `path` (arg is a path under the data dir); chart only:
     `kubernetes_runtime` ("kubernetes" when kubernetesRuntime.enabled), `artifact_url` (the artifact
-    store's service URL), `job_namespace`, `airside_image` (the chart's own image)."""
+    store's service URL), `job_namespace`, `airside_image` (the chart's own image), `web_tls` (arg is the key
+    of web.tls.secretName mounted at TLS_DIR), `web_tls_ca` (that Secret's CA, mounted at WEB_CA_DIR)."""
 
     kind: str
     arg: str = ""
@@ -160,6 +172,8 @@ class Managed:
             "artifact_url": "chart: the artifact store's service URL",
             "job_namespace": "chart: kubernetesRuntime.jobNamespace or the release namespace",
             "airside_image": "chart: the chart's airside image",
+            "web_tls": f"chart: {TLS_DIR}/{self.arg} when web.tls.secretName is set",
+            "web_tls_ca": f"chart: {WEB_CA_DIR}/ca.crt when web.tls.secretName and web.tls.caKey are set",
         }[self.kind]
 
 
@@ -256,6 +270,8 @@ def components() -> dict[str, Component]:
                 "kubernetes_artifact_url": Managed("artifact_url"),
                 "kubernetes_namespace": Managed("job_namespace"),
                 "kubernetes_airside_image": Managed("airside_image"),
+                "tls_cert_file": Managed("web_tls", "tls.crt"),
+                "tls_key_file": Managed("web_tls", "tls.key"),
             },
             resources=_resources("100m", "256Mi", memory_limit="1Gi"),
         ),
@@ -272,6 +288,7 @@ def components() -> dict[str, Component]:
                 "web_url": Managed("web_url"),
                 "baggageclaim_bind_host": Managed("literal", "0.0.0.0"),
                 "baggageclaim_url": Managed("self_baggageclaim_url"),
+                "tls_ca_file": Managed("web_tls_ca"),
             },
             privileged=True, run_as_root=True, drains=True, replicas=2,
             resources=_resources("500m", "1Gi"),
@@ -384,6 +401,14 @@ def workload_values() -> dict[str, Any]:
                 "tlsSecret": _v("", "Secret with the TLS certificate for the host; empty: plain HTTP.",
                                 **_STR_OR_EMPTY),
                 "annotations": _v({}, "Annotations of the Ingress (e.g. cert-manager issuer).", **_OBJ),
+            },
+            "tls": {
+                "secretName": _v("", "Secret of type kubernetes.io/tls (tls.crt, tls.key) web serves HTTPS with, e.g. "
+                                 "from cert-manager. Its names must include the web Service (<fullname>-web) that "
+                                 "workers and `helm test` call; an Ingress in front needs its backend-protocol "
+                                 "annotation set to HTTPS. Empty: plain HTTP.", **_STR_OR_EMPTY),
+                "caKey": _v("ca.crt", "Key in that Secret of the CA certificate workers and `helm test` verify web "
+                            "with (cert-manager writes ca.crt); empty: the system's CAs.", **_STR_OR_EMPTY),
             },
             "persistence": _persistence(web.volumes[0], "web's data dir (the SQLite database and build artifacts "
                                                         "when there is no PostgreSQL; one replica, Recreate rollouts)"),

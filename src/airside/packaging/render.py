@@ -229,15 +229,24 @@ def _bosh_properties(comp: model.Component) -> list[dict[str, Any]]:
         elif not s.secret and s.default not in (None, "", []):
             default = s.default
         desc = s.description + f" (env {s.env})"
+        if s.file:
+            desc = (f"Content of the file setting {s.name}: {s.description} The job writes it to "
+                    f"{bosh_file_path(comp, s)} and points {s.env} there.")
         if m is not None and m.kind not in ("literal", "path"):
             desc += {"instance_name": "; unset: <deployment>-<instance group>-<index>",
                      "web_url": "; unset: from the airside-web link",
                      "self_baggageclaim_url": "; unset: http://<instance address>:<baggageclaim_bind_port>",
                      "database_url": "; the manifest sets it (bundled db or external-postgres ops file)"}.get(
                 m.kind, "")
-        props.append({"name": s.name, "env": s.env, "description": desc, "default": default,
-                      "fallback": fallback, "encoding": s.encoding, "secret": s.secret})
+        props.append({"name": s.content_name, "env": s.env, "description": desc, "default": default,
+                      "fallback": fallback, "encoding": s.encoding, "secret": s.secret or s.secret_file,
+                      "file": s.file, "path": bosh_file_path(comp, s) if s.file else ""})
     return props
+
+
+def bosh_file_path(comp: model.Component, s: model.SettingSpec) -> str:
+    """Where a BOSH job writes the content of a file setting (its `{file}` template)."""
+    return f"/var/vcap/jobs/{comp.name}/config/files/{s.content_name}"
 
 
 def _helm_format(s: model.SettingSpec) -> str:
@@ -275,6 +284,7 @@ def _context(target: str, values: dict[str, Any]) -> dict[str, Any]:
         "retire_signal": model.RETIRE_SIGNAL,
         "compose_env": lambda c: _compose_env(values, c),
         "bosh_properties": _bosh_properties,
+        "tls_cert_property": next(s for s in model.settings() if s.name == "tls_cert_file").content_name,
         "helm_format": _helm_format,
         "env_text": env_text,
         "effective": lambda comp, name: model.effective_setting(values, comp, name),
@@ -322,12 +332,22 @@ def render_files(target: str, overrides: Mapping[str, Any] | None = None) -> dic
     ctx = _context(target, values)
     files: dict[str, str] = {}
     for name in _template_names(target):
-        out_name = name.removesuffix(".j2")
-        text = env.get_template(f"{target}/{name}").render(ctx)
-        if out_name.endswith("/.skip-if-empty") or (name.endswith(".j2") and not text.strip()):
-            continue  # a template that renders nothing (its feature is off) writes no file
-        files[out_name] = text
+        for out_name, extra in _expansions(name, ctx):
+            text = env.get_template(f"{target}/{name}").render({**ctx, **extra})
+            if out_name.endswith("/.skip-if-empty") or (name.endswith(".j2") and not text.strip()):
+                continue  # a template that renders nothing (its feature is off) writes no file
+            files[out_name] = text
     return dict(sorted(files.items()))
+
+
+def _expansions(name: str, ctx: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Output names of one template. `jobs/<job>/templates/{file}.erb.j2` renders once per file setting of
+    that job's component (with `prop` set); anything else once."""
+    out_name = name.removesuffix(".j2")
+    if "{file}" not in name:
+        return [(out_name, {})]
+    comp = ctx["comps"][PurePosixPath(name).parts[1]]
+    return [(out_name.replace("{file}", p["name"]), {"prop": p}) for p in _bosh_properties(comp) if p["file"]]
 
 
 EXECUTABLE = ("drain", "ctl", ".sh")

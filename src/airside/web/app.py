@@ -3,6 +3,7 @@
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
@@ -271,10 +272,32 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     return app
 
 
+class TLSError(Exception):
+    """web's certificate or key cannot be used."""
+
+
+def tls_options(settings: Settings) -> dict[str, str]:
+    """uvicorn's ssl_* options, after proving the certificate and key load and belong together (uvicorn
+    would fail later with a bare ssl error that names neither file)."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return {}
+    cert, key = settings.tls_cert_file, settings.tls_key_file
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(str(cert), str(key))
+    except OSError as e:
+        raise TLSError(f"tls_cert_file {cert} / tls_key_file {key}: {e.strerror or e}") from e
+    except ssl.SSLError as e:
+        raise TLSError(f"tls_cert_file {cert} / tls_key_file {key}: not a PEM certificate chain and its "
+                       f"private key ({e.reason or e})") from e
+    return {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+
+
 def serve(settings: Settings) -> None:
+    tls = tls_options(settings)
     app = create_app(settings)
-    LOG.info("web listening", url=f"http://{settings.bind_host}:{settings.bind_port}")
+    LOG.info("web listening", url=f"{settings.web_scheme}://{settings.bind_host}:{settings.bind_port}",
+             tls=bool(tls))
     # keep-alive longer than the heartbeat interval: workers reuse one connection instead of racing the
     # server's close of an idle one (uvicorn's default is 5 s; 75 s is what load balancers commonly expect)
     uvicorn.run(app, host=settings.bind_host, port=settings.bind_port, log_config=None, access_log=False,
-                timeout_keep_alive=75)
+                timeout_keep_alive=75, **tls)  # type: ignore[arg-type]

@@ -52,6 +52,13 @@ def worker_auth(settings: Settings) -> httpx.Auth:
     return auth.BearerAuth(token)
 
 
+def web_client(settings: Settings, timeout: float = 10.0) -> WebClient:
+    try:
+        return WebClient(settings.web_url, auth=worker_auth(settings), timeout=timeout, ca_file=settings.tls_ca_file)
+    except WebError as e:
+        raise ConfigError(e.message) from e
+
+
 def registration(settings: Settings, boot_epoch: str, baggageclaim_url: str = "", volume_driver: str = "",
                  runtime: str = "") -> WorkerRegistration:
     return WorkerRegistration(
@@ -104,7 +111,7 @@ def run(settings: Settings, work: Work | None = None) -> int:
     boot_epoch, fresh = epoch.load_or_create(work_dir)
     LOG.info("worker starting", worker=settings.worker_name, boot_epoch=boot_epoch, new_epoch=fresh,
              work_dir=str(work_dir), ephemeral=settings.ephemeral, runtime=settings.worker_runtime)
-    client = WebClient(settings.web_url, auth=worker_auth(settings))
+    client = web_client(settings)
     try:
         volumes = BackgroundServer(settings).start()
     except (VolumeError, DriverUnavailable) as e:
@@ -165,7 +172,7 @@ def run(settings: Settings, work: Work | None = None) -> int:
             actions.put(e)
 
     def work_loop() -> None:  # long-polls web for builds placed here (and aborts); never calls back in
-        poll = WebClient(settings.web_url, auth=worker_auth(settings), timeout=30.0)
+        poll = web_client(settings, timeout=30.0)
         while not stopping.is_set():
             try:
                 found = poll.call(routes.WORKER_WORK, name=settings.worker_name,

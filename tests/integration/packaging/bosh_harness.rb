@@ -17,6 +17,16 @@ class Link
   def initialize(h) = @h = h
   def address = @h.fetch("address")
   def p(name) = @h.fetch("properties").fetch(name)
+
+  def if_p(*names)
+    vals = names.map { |n| @h.fetch("properties")[n] }
+    if vals.any?(&:nil?)
+      Else.new(true)
+    else
+      yield(*vals)
+      Else.new(false)
+    end
+  end
 end
 
 class Ctx

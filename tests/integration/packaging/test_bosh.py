@@ -19,7 +19,7 @@ from airside.packaging.render import render_files
 HARNESS = Path(__file__).with_name("bosh_harness.rb")
 JOBS = ("web", "worker")
 PROP_RE = re.compile(r"""(?<![.\w])(?:p|if_p)\(\s*"([^"]+)"\s*""")
-LINK_PROP_RE = re.compile(r"""\bweb\.p\(\s*"([^"]+)"\s*""")
+LINK_PROP_RE = re.compile(r"""\bweb\.(?:p|if_p)\(\s*"([^"]+)"\s*""")
 
 needs_ruby = pytest.mark.skipif(shutil.which("ruby") is None, reason="needs Debian's ruby (apt-get install -y ruby)")
 
@@ -58,7 +58,9 @@ def test_manifest_properties_exist_in_specs(files: dict[str, str]) -> None:
                 continue
             unknown = set(job.get("properties", {})) - set(spec(files, job["name"])["properties"])
             assert not unknown, f"{group['name']}/{job['name']}: {unknown}"
-    for ops_name in ("operations/external-postgres.yml", "operations/overlay-driver.yml"):
+    ops_files = [name for name in files if name.startswith("operations/")]
+    assert {"operations/external-postgres.yml", "operations/overlay-driver.yml", "operations/tls.yml"} <= set(ops_files)
+    for ops_name in ops_files:
         for op in yaml.safe_load(files[ops_name]):
             m = re.match(r"/instance_groups/name=(\w+)/jobs/name=(\w+)/properties/(\w+)\??$", op["path"])
             if m:
@@ -155,3 +157,69 @@ def test_drain_script_protocol(files: dict[str, str], tmp_path: Path) -> None:
             proc.kill()
     log = (root / "sys/log/worker/drain.log").read_text()
     assert "retire" in log and "land" in log
+
+
+def test_tls_ops_file_wires_certificate_variables_to_properties(files: dict[str, str]) -> None:
+    ops = yaml.safe_load(files["operations/tls.yml"])
+    props = {op["path"].rsplit("/", 1)[-1].rstrip("?"): op["value"] for op in ops if "/properties/" in op["path"]}
+    assert props == {"tls_cert": "((airside_web_tls.certificate))", "tls_key": "((airside_web_tls.private_key))",
+                     "tls_ca": "((airside_web_tls.ca))"}
+    variables = {op["value"]["name"]: op["value"] for op in ops if op["path"] == "/variables/-"}
+    assert variables["airside_ca"]["options"]["is_ca"] is True
+    assert variables["airside_web_tls"]["options"]["ca"] == "airside_ca"
+    # workers reach web through the link's BOSH DNS address: the certificate must name it
+    assert "*.web.((network_name)).((deployment_name)).bosh" in variables["airside_web_tls"]["options"][
+        "alternative_names"]
+
+
+def _vcap_tree(tmp_path: Path, files: dict[str, str], job: str, props: dict[str, Any],
+               links: dict[str, Any] | None = None) -> dict[str, str]:
+    """Render a job like the director would into tmp_path/vcap and return the env its env.sh exports."""
+    root = tmp_path / "vcap"
+    for name, target in spec(files, job)["templates"].items():
+        out = root / "jobs" / job / target
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(erb(tmp_path, files[f"jobs/{job}/templates/{name}"], props, links).replace("/var/vcap",
+                                                                                                   str(root)))
+    script = f". {root}/jobs/{job}/config/env.sh && env -0"
+    out = subprocess.run(["bash", "-c", script], capture_output=True, env={"PATH": "/usr/bin:/bin"}, check=True).stdout
+    return {k: v for k, _, v in (e.partition("=") for e in out.decode().split("\0") if e) if k.startswith("AIRSIDE_")}
+
+
+@needs_ruby
+def test_tls_deployment_runs_real_web_and_worker_over_https(files: dict[str, str], tmp_path: Path) -> None:
+    """The ops file's properties, rendered by the jobs' templates, make a real web serve HTTPS and a real worker
+    find it through the link (https), verify it with the CA and register."""
+    from tests.procs import Proc, WebProc, state_of, wait_for
+    from tests.tlscerts import make_certs
+
+    def settings(env: dict[str, str]) -> dict[str, str]:
+        return {k.removeprefix("AIRSIDE_").lower(): v for k, v in env.items()}
+
+    certs = make_certs(tmp_path / "ca", hosts=("127.0.0.1",))
+    web = WebProc(tmp_path, ca_file=certs.ca)
+    web_props = {**_defaults(files, "web"), "token": "op-t0k", "worker_token": "w0k", "bind_host": "127.0.0.1",
+                 "bind_port": web.port, "data_dir": str(tmp_path / "web"), "tls_cert": certs.cert.read_text(),
+                 "tls_key": certs.key.read_text()}
+    web_env = _vcap_tree(tmp_path / "w", files, "web", web_props)
+    assert web_env[env_name("tls_key_file")].endswith("/jobs/web/config/files/tls_key")
+    links = {"airside-web": {"address": "127.0.0.1",
+                             "properties": {"bind_port": web.port, "tls_cert": web_props["tls_cert"]}}}
+    worker_props = {**_defaults(files, "worker"), "worker_token": "w0k", "tls_ca": certs.ca.read_text(),
+                    "data_dir": str(tmp_path / "worker"), "baggageclaim_bind_host": "127.0.0.1",
+                    "baggageclaim_bind_port": 0, "baggageclaim_driver": "naive", "worker_runtime": "process",
+                    "heartbeat_interval": 0.5}
+    worker_env = _vcap_tree(tmp_path / "k", files, "worker", worker_props, links)
+    assert worker_env[env_name("web_url")] == f"https://127.0.0.1:{web.port}"
+
+    web.settings.update(settings(web_env))
+    web.url = f"https://127.0.0.1:{web.port}"
+    worker = Proc(["worker"], settings(worker_env), tmp_path / "bosh-worker.log")
+    try:
+        web.start()
+        worker.start()
+        wait_for(lambda: state_of(web.client("op-t0k"), "airside-worker-1") == "running", 60,
+                 f"worker registered over https\n{worker.output()[-2000:]}")
+    finally:
+        worker.stop()
+        web.stop()

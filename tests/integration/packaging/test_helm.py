@@ -27,6 +27,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "sqlite-on-a-claim": {"postgresql": {"enabled": False}, "web": {"persistence": {"enabled": True}}},
     "ingress": {"web": {"ingress": {"enabled": True, "className": "nginx", "host": "ci.example.com",
                                     "tlsSecret": "ci-tls"}}},
+    "web-tls": {"web": {"tls": {"secretName": "ci-web-tls"}}, "worker": {"persistence": {"enabled": True}}},
     "persistent-workers-land": {"worker": {"persistence": {"enabled": True, "storageClass": "fast"},
                                            "shutdownSignal": "SIGUSR1", "privileged": False},
                                 "airside": {"worker": {"drain_timeout": 900, "tags": ["a", "b"],
@@ -97,6 +98,36 @@ def test_defaults(chart: Path) -> None:
     assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     tests = [d for d in docs if d["kind"] == "Pod"]
     assert tests and tests[0]["metadata"]["annotations"]["helm.sh/hook"] == "test"
+
+
+def test_web_tls(chart: Path) -> None:
+    docs = template(chart, VARIANTS["web-tls"])
+    web = by_kind(docs, "Deployment")["ci-airside-web"]["spec"]["template"]["spec"]
+    c = web["containers"][0]
+    env = env_of(c)
+    assert env[env_name("tls_cert_file")] == f"{model.TLS_DIR}/tls.crt"
+    assert env[env_name("tls_key_file")] == f"{model.TLS_DIR}/tls.key"
+    assert {"name": "tls", "mountPath": model.TLS_DIR, "readOnly": True} in c["volumeMounts"]
+    tls_volume = next(v for v in web["volumes"] if v["name"] == "tls")
+    assert tls_volume["secret"]["secretName"] == "ci-web-tls"
+    assert c["readinessProbe"]["httpGet"]["scheme"] == "HTTPS" and c["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    # workers and the test pod call https and trust only the Secret's CA (never see its key)
+    worker = by_kind(docs, "StatefulSet")["ci-airside-worker"]["spec"]["template"]["spec"]
+    tester = next(d for d in docs if d["kind"] == "Pod")["spec"]
+    for pod in (worker, tester):
+        penv = env_of(pod["containers"][0])
+        assert penv[env_name("web_url")] == "https://ci-airside-web:8080"
+        assert penv[env_name("tls_ca_file")] == f"{model.WEB_CA_DIR}/ca.crt"
+        ca = next(v for v in pod["volumes"] if v["name"] == "web-ca")
+        assert ca["secret"] == {"secretName": "ci-web-tls", "items": [{"key": "ca.crt", "path": "ca.crt"}]}
+    # plain HTTP by default, and a publicly trusted certificate needs no CA
+    plain = by_kind(template(chart, {}), "Deployment")["ci-airside-web"]["spec"]["template"]["spec"]["containers"][0]
+    assert env_name("tls_cert_file") not in env_of(plain) and plain["readinessProbe"]["httpGet"]["scheme"] == "HTTP"
+    public = by_kind(template(chart, {"web": {"tls": {"secretName": "pub", "caKey": ""}}}), "StatefulSet")
+    wpod = public["ci-airside-worker"]["spec"]["template"]["spec"]
+    assert env_name("tls_ca_file") not in env_of(wpod["containers"][0])
+    assert env_of(wpod["containers"][0])[env_name("web_url")] == "https://ci-airside-web:8080"
+    assert all(v["name"] != "web-ca" for v in wpod["volumes"])
 
 
 def test_overlay_driver(chart: Path) -> None:

@@ -84,7 +84,10 @@ def test_every_setting_of_a_role_reaches_helm_and_bosh(role: str) -> None:
             assert name in values["secrets"]
     if role in ("web", "worker"):
         spec = yaml.safe_load(render_files("bosh")[f"jobs/{role}/spec"])
-        assert set(spec["properties"]) == set(fields_for(role))
+        # file settings (certificates, keys) are BOSH properties holding the file's content: tls_cert_file → tls_cert
+        assert set(spec["properties"]) == {s.content_name for s in model.settings_for(role)}
+        for s in model.settings_for(role):
+            assert s.content_name == s.name or s.file, s.name
 
 
 def test_baggageclaim_driver_is_left_to_the_binary() -> None:
