@@ -41,6 +41,7 @@ DATA_DIR = "/var/lib/airside"  # in the image, the chart and compose
 BOSH_DATA_DIR = "/var/vcap/store/airside"
 SAMPLE_ROOTFS = "/opt/airside/rootfs/busybox"  # a tiny task image baked into the airside image  # the persistent disk of a BOSH instance
 IMAGE_REPOSITORY = "airside"
+PYTHON_VERSION = "3.11"  # the CPython the image (bookworm's python3) and the BOSH python3 package carry
 POSTGRES_IMAGE = ("postgres", "15-bookworm")  # Debian bookworm's PostgreSQL; tools/image/build-postgres.sh
 
 

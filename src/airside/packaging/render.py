@@ -198,7 +198,7 @@ def _compose_env(values: dict[str, Any], comp: model.Component) -> dict[str, str
         elif m.kind == "path":
             env[s.env] = f"{model.DATA_DIR}/{m.arg}"
         elif m.kind == "web_url":
-            env[s.env] = f"http://web:{web_port}"
+            env[s.env] = f"{_compose_web_scheme(values)}://web:{web_port}"
         elif m.kind == "database_url":
             if values["postgresql"]["enabled"]:
                 pg = values["postgresql"]
@@ -209,6 +209,12 @@ def _compose_env(values: dict[str, Any], comp: model.Component) -> dict[str, str
         # instance_name / self_baggageclaim_url: containers get the binary default (the container's
         # hostname), which stays unique when the worker service is scaled.
     return env
+
+
+def _compose_web_scheme(values: dict[str, Any]) -> str:
+    """Compose: web serves HTTPS when the operator set its certificate (a host file, mounted as is); its
+    certificate must then name `web`, the service workers call."""
+    return "https" if values["airside"]["web"].get("tls_cert_file") else "http"
 
 
 def _bosh_properties(comp: model.Component) -> list[dict[str, Any]]:
@@ -272,6 +278,7 @@ def _context(target: str, values: dict[str, Any]) -> dict[str, Any]:
         "secrets": model.secret_settings(),
         "settings": {s.name: s for s in model.settings()},
         "version": airside.__version__,
+        "python_version": model.PYTHON_VERSION,
         "header": HEADER,
         "model": model,
         "values_yaml": values_yaml(values),
@@ -283,6 +290,7 @@ def _context(target: str, values: dict[str, Any]) -> dict[str, Any]:
         "land_signal": model.LAND_SIGNAL,
         "retire_signal": model.RETIRE_SIGNAL,
         "compose_env": lambda c: _compose_env(values, c),
+        "compose_web_tls": _compose_web_scheme(values) == "https",
         "bosh_properties": _bosh_properties,
         "tls_cert_property": next(s for s in model.settings() if s.name == "tls_cert_file").content_name,
         "helm_format": _helm_format,

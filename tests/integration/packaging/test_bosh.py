@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -223,3 +224,76 @@ def test_tls_deployment_runs_real_web_and_worker_over_https(files: dict[str, str
     finally:
         worker.stop()
         web.stop()
+
+
+@pytest.mark.parametrize("ops_names", [
+    ("operations/tls.yml",), ("operations/external-postgres.yml",), ("operations/overlay-driver.yml",),
+    ("operations/external-postgres.yml", "operations/overlay-driver.yml", "operations/tls.yml"),
+])
+def test_ops_files_apply_to_the_manifest(files: dict[str, str], ops_names: tuple[str, ...]) -> None:
+    """Every op's path resolves in the manifest (as `bosh int -o` would), and the result still names only
+    declared job properties."""
+    from tests.integration.packaging.gopatch import apply
+
+    manifest = yaml.safe_load(files["airside.yml"])
+    for name in ops_names:
+        manifest = apply(manifest, yaml.safe_load(files[name]))
+    for group in manifest["instance_groups"]:
+        for job in group["jobs"]:
+            if job["release"] == "airside":
+                assert set(job.get("properties", {})) <= set(spec(files, job["name"])["properties"])
+    if "operations/tls.yml" in ops_names:
+        web = next(g for g in manifest["instance_groups"] if g["name"] == "web")["jobs"][0]["properties"]
+        assert web["tls_cert"] == "((airside_web_tls.certificate))"
+        assert {v["name"] for v in manifest["variables"]} >= {"airside_ca", "airside_web_tls"}
+    if "operations/external-postgres.yml" in ops_names:
+        assert all(g["name"] != "db" for g in manifest["instance_groups"])
+
+
+def test_gopatch_stand_in_rejects_paths_that_do_not_exist(files: dict[str, str]) -> None:
+    from tests.integration.packaging.gopatch import PatchError, apply
+
+    manifest = yaml.safe_load(files["airside.yml"])
+    with pytest.raises(PatchError, match="name=nope"):
+        apply(manifest, [{"type": "replace", "path": "/instance_groups/name=nope/jobs/name=web/properties/x?",
+                          "value": 1}])
+    with pytest.raises(PatchError, match="name=db"):
+        apply(apply(manifest, [{"type": "remove", "path": "/instance_groups/name=db"}]),
+              [{"type": "remove", "path": "/instance_groups/name=db"}])
+
+
+def test_release_has_the_packages_its_jobs_need(files: dict[str, str]) -> None:
+    packages = {name.split("/")[1] for name in files if name.startswith("packages/")}
+    for job in JOBS:
+        assert set(spec(files, job)["packages"]) <= packages
+    for name in packages:
+        pkg = yaml.safe_load(files[f"packages/{name}/spec"])
+        assert pkg["name"] == name and set(pkg.get("dependencies", [])) <= packages
+        subprocess.run(["bash", "-n"], input=files[f"packages/{name}/packaging"], text=True, check=True)
+    assert yaml.safe_load(files["config/final.yml"])["name"] == "airside"
+
+
+def test_airside_package_compiles_from_vendored_wheels(files: dict[str, str], tmp_path: Path) -> None:
+    """tools/bosh/vendor-blobs.sh fills the blobs, then the package's packaging script runs as on a BOSH
+    compilation VM (cwd = compile dir with the blobs, no index) against this host's CPython 3.11 in place of
+    the python3 package; the installed `airside` runs."""
+    import sys
+
+    root = Path(__file__).resolve().parents[3]
+    compile_dir, install = tmp_path / "compile", tmp_path / "packages" / "airside"
+    vendor = subprocess.run(["bash", str(root / "tools/bosh/vendor-blobs.sh"), str(compile_dir)],
+                            capture_output=True, text=True, timeout=1200, env={**os.environ, "PYTHON": sys.executable})
+    assert vendor.returncode == 0, vendor.stderr[-3000:]
+    assert list((compile_dir / "airside").glob("airside-*.whl"))
+    (tmp_path / "packaging").write_text(files["packages/airside/packaging"])
+    env = {"PATH": "/usr/bin:/bin", "BOSH_COMPILE_TARGET": str(compile_dir), "BOSH_INSTALL_TARGET": str(install),
+           "PACKAGING_PYTHON": sys.executable, "HOME": str(tmp_path)}
+    done = subprocess.run(["bash", str(tmp_path / "packaging")], cwd=compile_dir, env=env, capture_output=True,
+                          text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    from airside import __version__
+
+    assert __version__ in done.stdout
+    out = subprocess.run([str(install / "bin/airside"), "worker", "--help"], capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin"}, timeout=120)
+    assert out.returncode == 0 and "--drain-timeout" in out.stdout, out.stderr

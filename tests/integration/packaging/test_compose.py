@@ -87,11 +87,25 @@ def _wait(pred: Any, what: str, timeout: float = 180) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture
-def project(image: str, tmp_path: Path):
+@pytest.fixture(params=["http", "https"])
+def project(request: pytest.FixtureRequest, image: str, tmp_path: Path):
+    """`https`: web serves a certificate (host files the file mounts read-only) that names the `web` service;
+    the worker and this host's CLI verify it with the CA."""
     port = _free_port()
     overrides: dict[str, Any] = {"web": {"service": {"port": port}},
                                  "airside": {"worker": {"drain_timeout": 20}}}
+    client_tls: dict[str, str] = {}
+    if request.param == "https":
+        from tests.tlscerts import make_certs
+
+        certs = make_certs(tmp_path / "tls", hosts=("web", "127.0.0.1", "localhost"))
+        if os.geteuid() == 0:
+            os.chown(certs.key, 10001, 10001)  # web runs as the image's airside user (uid 10001)
+        else:
+            certs.key.chmod(0o644)
+        overrides["airside"]["web"] = {"tls_cert_file": str(certs.cert), "tls_key_file": str(certs.key)}
+        overrides["airside"]["worker"]["tls_ca_file"] = str(certs.ca)
+        client_tls = {env_name("tls_ca_file"): str(certs.ca)}
     # no registry here: the PostgreSQL image is built locally under the upstream tag the file names
     done = _run("bash", str(ROOT / "tools/image/build-postgres.sh"), POSTGRES_IMAGE, timeout=1800)
     if done.returncode != 0:
@@ -106,8 +120,9 @@ def project(image: str, tmp_path: Path):
     compose = [*_compose_cmd(), "-p", name, "-f", str(out / "docker-compose.yml")]
     env = {"AIRSIDE_IMAGE": image}
     up = _run(*compose, "up", "-d", cwd=out, env={**os.environ, **env}, timeout=600)
-    client_env = {env_name("web_url"): f"http://127.0.0.1:{port}", env_name("token"): secrets[env_name("token")],
-                  env_name("data_dir"): str(tmp_path / "client")}
+    client_env = {env_name("web_url"): f"{request.param}://127.0.0.1:{port}",
+                  env_name("token"): secrets[env_name("token")], env_name("data_dir"): str(tmp_path / "client"),
+                  **client_tls}
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         yield compose, out, client_env, env
