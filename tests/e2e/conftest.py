@@ -25,7 +25,7 @@ import pytest
 
 from airside import __version__
 from airside.core.auth import BearerAuth
-from airside.core.client import WebClient
+from airside.core.client import WebClient, tls_verify
 from airside.packaging.model import POSTGRES_IMAGE as POSTGRES
 from tests.kubecluster import CACHE, KIND_CLUSTER, ROOT, Kube, find_or_create_cluster
 
@@ -117,8 +117,25 @@ class Release:
         self.ns = f"e2e-{name}-{uuid.uuid4().hex[:5]}"
         self.fullname = f"{name}-airside"
         self.helm = helm_python.Config(kubeconfig_path=kube.kubeconfig, namespace=self.ns)
+        self.ca_file: Path | None = None  # set by with_tls(): web serves HTTPS with a certificate this CA signed
 
     # --- lifecycle --------------------------------------------------------------------------------------
+    def with_tls(self) -> Release:
+        """Before install: a kubernetes.io/tls Secret (tls.crt, tls.key, ca.crt, as cert-manager writes) for web,
+        naming the web Service (workers, `helm test`) and the node addresses (this host, on the NodePort)."""
+        from tests.tlscerts import make_certs
+
+        svc = f"{self.fullname}-web"
+        nodes = [a["address"] for n in self.kube.json("get", "nodes")["items"] for a in n["status"]["addresses"]
+                 if a["type"] == "InternalIP"]
+        certs = make_certs(self.tmp / "tls", hosts=(svc, f"{svc}.{self.ns}", f"{svc}.{self.ns}.svc", *nodes))
+        self.kube.run("create", "namespace", self.ns)
+        self.k("create", "secret", "generic", f"{self.name}-web-tls", "--type=kubernetes.io/tls",
+               f"--from-file=tls.crt={certs.cert}", f"--from-file=tls.key={certs.key}", f"--from-file=ca.crt={certs.ca}")
+        self.values = merge(self.values, {"web": {"tls": {"secretName": f"{self.name}-web-tls"}}})
+        self.ca_file = certs.ca
+        return self
+
     def install(self, wait: bool = True) -> Release:
         t0 = time.monotonic()
         self.helm.install(str(CHART), self.name, self.values, namespace=self.ns, create_namespace=True,
@@ -148,7 +165,7 @@ class Release:
         port = self.kj("get", "service", f"{self.fullname}-web")["spec"]["ports"][0]["nodePort"]
         node = self.kube.json("get", "nodes")["items"][0]
         ip = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
-        return f"http://{ip}:{port}"
+        return f"{'https' if self.ca_file else 'http'}://{ip}:{port}"
 
     @property
     def token(self) -> str:
@@ -156,12 +173,13 @@ class Release:
         return base64.b64decode(data["token"]).decode()
 
     def client(self) -> WebClient:
-        return WebClient(self.web_url, auth=BearerAuth(self.token), timeout=30)
+        return WebClient(self.web_url, auth=BearerAuth(self.token), timeout=30, ca_file=self.ca_file)
 
     def env(self) -> dict[str, str]:
         return {**{k: v for k, v in os.environ.items() if not k.startswith("AIRSIDE_")},
                 "AIRSIDE_WEB_URL": self.web_url, "AIRSIDE_TOKEN": self.token, "COLUMNS": "200",
-                "AIRSIDE_DATA_DIR": str(self.tmp / "cli")}
+                "AIRSIDE_DATA_DIR": str(self.tmp / "cli"),
+                **({"AIRSIDE_TLS_CA_FILE": str(self.ca_file)} if self.ca_file else {})}
 
     def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "airside.cli", *args], env=self.env(), capture_output=True,
@@ -194,9 +212,11 @@ def release_factory(kube: Kube, airside_image: str, tmp_path_factory: pytest.Tem
                     ) -> Iterator[Callable[..., Release]]:
     made: list[Release] = []
 
-    def make(name: str, values: dict[str, Any] | None = None, wait: bool = True) -> Release:
+    def make(name: str, values: dict[str, Any] | None = None, wait: bool = True, tls: bool = False) -> Release:
         rel = Release(kube, name, merge(BASE_VALUES, values or {}), tmp_path_factory.mktemp(name))
         made.append(rel)
+        if tls:
+            rel.with_tls()
         return rel.install(wait=wait)
 
     yield make
@@ -211,4 +231,5 @@ def write_task(path: Path, text: str) -> Path:
 
 
 def web_get(rel: Release, path: str) -> httpx.Response:
-    return httpx.get(rel.web_url + path, headers={"Authorization": f"Bearer {rel.token}"}, timeout=30)
+    return httpx.get(rel.web_url + path, headers={"Authorization": f"Bearer {rel.token}"}, timeout=30,
+                     verify=tls_verify(rel.web_url, rel.ca_file))

@@ -1,5 +1,7 @@
-"""`helm test` passes on a fresh release (its test pod runs a task), and a web restart during a running build
-does not lose it: the build finishes, the registry and logs survive, and `airside execute` reconnects."""
+"""On a release whose web serves HTTPS (web.tls.secretName, a cert-manager-shaped Secret): workers verify web
+with the Secret's CA and register, `helm test` passes (its test pod runs a task over https), plain HTTP is
+refused, and a web restart during a running build does not lose it: the build finishes, the registry and
+logs survive, and `airside execute` reconnects."""
 
 from __future__ import annotations
 
@@ -7,16 +9,17 @@ import json
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.e2e.conftest import SAMPLE_ROOTFS, Release, wait_for, write_task
+from tests.e2e.conftest import SAMPLE_ROOTFS, Release, wait_for, web_get, write_task
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture(scope="module")
 def rel(release_factory) -> Release:  # noqa: ANN001
-    r = release_factory("ops")
+    r = release_factory("ops", tls=True)
     r.wait_running_workers({r.worker_pod(0), r.worker_pod(1)})
     return r
 
@@ -24,6 +27,16 @@ def rel(release_factory) -> Release:  # noqa: ANN001
 def test_helm_test_runs_a_task(rel: Release) -> None:
     result = rel.helm.test(rel.name, timeout=300, logs=True)
     assert "helm test: a task ran and its output came back" in json.dumps(result)
+
+
+def test_web_serves_https_only(rel: Release) -> None:
+    assert rel.web_url.startswith("https://")
+    assert web_get(rel, "/api/v1/workers").status_code == 200  # verified with the Secret's CA
+    with pytest.raises(httpx.TransportError):
+        httpx.get(rel.web_url.replace("https://", "http://") + "/healthz", timeout=10)
+    worker_env = {e["name"]: e.get("value") for e in rel.kj("get", "statefulset", f"{rel.fullname}-worker")[
+        "spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert worker_env["AIRSIDE_WEB_URL"].startswith("https://") and worker_env["AIRSIDE_TLS_CA_FILE"]
 
 
 def test_web_restart_during_a_running_build_does_not_lose_it(rel: Release, tmp_path: Path) -> None:

@@ -1,7 +1,10 @@
 """Worker registration on a real cluster: every worker pod registers running with its platform and tags;
-scaling the StatefulSet up adds workers, scaling it down retires them (they leave the registry)."""
+`helm test` passes on the chart's defaults; scaling the StatefulSet up adds workers, scaling it down retires
+them (they leave the registry)."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -21,6 +24,13 @@ def test_every_worker_pod_is_running_with_platform_and_tags(rel: Release) -> Non
         assert (w["platform"], w["tags"], w["state"]) == ("linux", ["e2e"], "running")
         assert w["volume_driver"] in ("naive", "overlay", "btrfs") and w["runtime"] == "oci"
         assert w["baggageclaim_url"].startswith("http://") and w["baggageclaim_url"].endswith(":7788")
+
+
+def test_helm_test_on_the_default_values(rel: Release) -> None:
+    """The chart's defaults (plain HTTP; tests/e2e/test_operations.py runs the same over HTTPS)."""
+    assert rel.web_url.startswith("http://")
+    result = rel.helm.test(rel.name, timeout=300, logs=True)
+    assert "helm test: a task ran and its output came back" in json.dumps(result)
 
 
 def test_scaling_up_adds_workers_and_down_retires_them(rel: Release) -> None:
