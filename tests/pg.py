@@ -39,8 +39,9 @@ class PostgresServer:
     proc: subprocess.Popen
 
     @classmethod
-    def start(cls) -> PostgresServer:
-        """initdb in a fresh dir, postgres on a free loopback port (as the postgres user when root)."""
+    def start(cls, port: int | None = None) -> PostgresServer:
+        """initdb in a fresh dir, postgres on `port` (default: a free one) on loopback (as the postgres user
+        when root)."""
         bindir = _bindir()
         # pytest's temp dirs are private to root; PostgreSQL runs as its own user, so give it its own dir.
         base = Path(tempfile.mkdtemp(prefix="airside-pg-"))
@@ -51,7 +52,7 @@ class PostgresServer:
             shutil.chown(base, "postgres")
             shutil.chown(sock, "postgres")
             as_pg = ["runuser", "-u", "postgres", "--"]
-        port = free_port()
+        port = port or free_port()
         r = subprocess.run([*as_pg, str(bindir / "initdb"), "-D", str(data), "-U", "airside", "--auth=trust", "-E", "UTF8"],
                            capture_output=True, text=True)
         if r.returncode != 0:

@@ -181,6 +181,11 @@ airside.web wins, else what the chart manages (if anything), else nothing (binar
 - name: AIRSIDE_AUTO_MIGRATE
   value: {{ (ternary "true" "false" $v) | quote }}
 {{- end }}
+{{- $v := index $s "database_wait_timeout" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_DATABASE_WAIT_TIMEOUT
+  value: {{ (toString $v) | quote }}
+{{- end }}
 {{- $v := index $s "heartbeat_ttl" }}
 {{- if not (kindIs "invalid" $v) }}
 - name: AIRSIDE_HEARTBEAT_TTL

@@ -82,12 +82,15 @@ def main() -> None:
 def web(**kwargs: Any) -> None:
     """Run web: API, scheduler and database."""
     from airside.web.app import TLSError, serve
+    from airside.web.db import DatabaseUnreachable
 
     settings, _ = _pop_settings(kwargs)
     try:
         serve(settings)
     except TLSError as e:
         raise click.UsageError(str(e)) from None
+    except DatabaseUnreachable as e:
+        raise click.ClickException(str(e)) from None
 
 
 @main.command()

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
         "", "SQLAlchemy URL of the database; empty means an SQLite file in data_dir. postgresql://… for PostgreSQL.", WEB
     )
     auto_migrate: bool = _f(True, "Apply database migrations when web starts.", WEB)
+    database_wait_timeout: float = _f(
+        120.0, "Seconds web waits at start for an unreachable database (it logs each retry) before it exits.",
+        WEB, ge=0,
+    )
     heartbeat_ttl: float = _f(30.0, "Seconds without a heartbeat after which a worker is stalled.", WEB, gt=0)
     stalled_prune_after: float = _f(
         600.0, "Seconds a worker may stay stalled before web prunes it; 0 disables auto-prune.", WEB, ge=0

@@ -142,6 +142,9 @@ class Web:
 
 def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> FastAPI:
     web = Web(settings, clock)
+    db.wait_until_reachable(web.engine, settings.database_wait_timeout, lambda error, delay: LOG.warning(
+        "waiting for the database", url=web.engine.url.render_as_string(hide_password=True), error=error,
+        retry_in=round(delay, 1)))
     if settings.auto_migrate:
         db.migrate(web.engine)
 

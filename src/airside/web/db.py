@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,8 +22,10 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    text,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -140,6 +143,32 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+class DatabaseUnreachable(Exception):
+    """The database did not answer within database_wait_timeout."""
+
+
+def wait_until_reachable(engine: Engine, timeout: float, on_retry: Callable[[str, float], None]) -> None:
+    """Connects until the database answers (a PostgreSQL that starts after web, as in a fresh deployment),
+    backing off up to 5 s; `on_retry(error, delay)` reports each failure. Raises DatabaseUnreachable, naming
+    the URL (password hidden) and the last error, once `timeout` has passed."""
+    deadline, delay = time.monotonic() + timeout, 0.5
+    while True:
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return
+        except OperationalError as e:
+            error = str(e.orig or e).strip().splitlines()[0] if str(e.orig or e).strip() else type(e).__name__
+            left = deadline - time.monotonic()
+            if left <= 0:
+                url = engine.url.render_as_string(hide_password=True)
+                raise DatabaseUnreachable(f"database {url} unreachable for {timeout:g}s "
+                                          f"(database_wait_timeout): {error}") from e
+            on_retry(error, min(delay, left))
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 5.0)
 
 
 def sessions(engine: Engine) -> sessionmaker[Session]:
