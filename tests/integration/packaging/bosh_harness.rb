@@ -13,13 +13,10 @@ class Else
   end
 end
 
-class Link
-  def initialize(h) = @h = h
-  def address = @h.fetch("address")
-  def p(name) = @h.fetch("properties").fetch(name)
-
+# if_p(*names) { |*values| } .else { }: runs the block when every property is set (BOSH's semantics).
+module IfP
   def if_p(*names)
-    vals = names.map { |n| @h.fetch("properties")[n] }
+    vals = names.map { |n| props[n] }
     if vals.any?(&:nil?)
       Else.new(true)
     else
@@ -27,6 +24,14 @@ class Link
       Else.new(false)
     end
   end
+end
+
+class Link
+  def initialize(h) = @h = h
+  def address = @h.fetch("address")
+  include IfP
+  def props = @h.fetch("properties")
+  def p(name) = props.fetch(name)
 end
 
 class Ctx
@@ -43,15 +48,8 @@ class Ctx
     raise Missing, "Can't find property '#{name}'"
   end
 
-  def if_p(*names)
-    vals = names.map { |n| @props[n] }
-    if vals.any?(&:nil?)
-      Else.new(true)
-    else
-      yield(*vals)
-      Else.new(false)
-    end
-  end
+  include IfP
+  def props = @props
 
   def link(name) = Link.new(@links.fetch(name))
 
