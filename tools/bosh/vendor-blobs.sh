@@ -2,13 +2,14 @@
 # Fill the BOSH release's blobs: wheels of airside and every dependency (built on this host with
 # `pip wheel`, CPython 3.11 like the release's python3 package) and, when given, the CPython source.
 #
-#   tools/bosh/vendor-blobs.sh [BLOBS_DIR]      default: bosh/blobs (what `bosh create-release` reads)
+#   tools/bosh/vendor-blobs.sh [DIR]      default: bosh/src (where `bosh create-release` finds package files
+#   that are not registered blobs; `bosh add-blob` them for a final release)
 # Env: PYTHON (default python3, must be 3.11), PYTHON_SRC (a Python-3.11.*.tgz from python.org),
 #      AIRSIDE_CACHE (pip cache under it; default /var/cache/airside).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-BLOBS="${1:-$ROOT/bosh/blobs}"
+BLOBS="${1:-$ROOT/bosh/src}"
 PYTHON="${PYTHON:-python3}"
 CACHE="${AIRSIDE_CACHE:-/var/cache/airside}/image/pip"
 log() { printf '==> %s\n' "$*" >&2; }
