@@ -153,6 +153,8 @@ def wait_until_reachable(engine: Engine, timeout: float, on_retry: Callable[[str
     """Connects until the database answers (a PostgreSQL that starts after web, as in a fresh deployment),
     backing off up to 5 s; `on_retry(error, delay)` reports each failure. Raises DatabaseUnreachable, naming
     the URL (password hidden) and the last error, once `timeout` has passed."""
+    if engine.url.get_backend_name() == "sqlite":
+        return  # a file: nothing to wait for (an unusable path fails at once, in migrate)
     deadline, delay = time.monotonic() + timeout, 0.5
     while True:
         try:
