@@ -17,6 +17,11 @@ Start-up chooses the driver (`detect`), sweeps ``init/`` and ``dead/`` and recov
 `DriverUnavailable` (message names the fix) is raised when the volume dir cannot work. Every route
 but ``/healthz`` needs ``Authorization: Bearer <baggageclaim token>``. Errors are
 ``{"detail": "<what was wrong, naming the volume/entry/field>"}`` with 404/409/413/422/400/502.
+
+A raw stream-from between two of these servers over plain http does not copy the data through Python
+(`zerocopy`): the sending side splices tar's output into its socket (uvicorn's transport, which
+`with_transport` puts in the request scope), the receiving side splices member data from its socket into
+tar x. Everything else (compression, TLS, proxies, other ASGI servers) takes the copying path.
 """
 
 import asyncio
@@ -40,10 +45,10 @@ import httpx
 import uvicorn
 import zstandard
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 import airside
-from airside.baggageclaim import detect, routes
+from airside.baggageclaim import detect, routes, tarpipe, zerocopy
 from airside.baggageclaim.errors import PeerError, VolumeError
 from airside.baggageclaim.filesystem import Filesystem
 from airside.baggageclaim.repository import Repository
@@ -68,6 +73,7 @@ CHUNK = 1 << 20
 MIN_SEND = 256 << 10  # stream-out sends chunks of at least this much (but the last)
 F_SETPIPE_SZ = 1031
 DRAIN_AFTER_ERROR = 64 << 20  # bytes of an unwanted body read and dropped so the client sees the answer
+TRANSPORT = "airside.transport"  # scope key: the connection's asyncio/uvloop transport (`with_transport`)
 
 
 def resolve_token(settings: Settings) -> str:
@@ -218,6 +224,25 @@ def _peer_chunks_direct(url: httpx.URL, src: StreamFrom, token: str) -> Iterator
         conn.close()
 
 
+def peer_body(src: StreamFrom, token: str) -> zerocopy.PeerBody | None:
+    """The raw tar stream of a volume on another volume server as a `zerocopy.PeerBody` (its data is spliced
+    into tar x), or None when that path does not apply (compression, no GNU tar, https or a proxy)."""
+    if src.encoding != "raw" or not zerocopy.AVAILABLE or not tarpipe.gnu_tar():
+        return None
+    try:
+        url = httpx.URL(src.url.rstrip("/") + routes.STREAM_OUT.url(handle=src.handle))
+    except httpx.InvalidURL:
+        return None  # peer_chunks says what is wrong with it
+    if not _direct(url):
+        return None
+    query = urllib.parse.urlencode({"path": src.path, "encoding": src.encoding})
+    return zerocopy.PeerBody(
+        url.host, url.port or 80, f"{url.raw_path.decode()}?{query}",
+        {"Host": url.netloc.decode(), "Authorization": f"Bearer {src.token or token}"},
+        what=f"streaming volume {src.handle!r} from {src.url} failed",
+        fail=lambda status, body: _peer_detail(status, body, src))
+
+
 def peer_chunks(src: StreamFrom, token: str) -> Iterator[bytes]:
     """The tar stream of a volume on another volume server."""
     url = src.url.rstrip("/") + routes.STREAM_OUT.url(handle=src.handle)
@@ -243,6 +268,58 @@ def peer_chunks(src: StreamFrom, token: str) -> Iterator[bytes]:
             yield from resp.iter_raw(CHUNK)
     except httpx.HTTPError as e:
         raise PeerError(f"streaming volume {src.handle!r} from {src.url} failed: {e.__class__.__name__}: {e}") from e
+
+
+class SplicedTar(Response):
+    """Raw stream-out on a plain connection: tar's stdout spliced into the socket as HTTP/1.1 chunks
+    (`zerocopy.send_chunks`); uvicorn writes the head and the last chunk. A client that goes away kills
+    tar; a tar that fails ends the connection without the last chunk (the client sees a broken body)."""
+
+    media_type = "application/x-tar"
+
+    def __init__(self, transport: Any, sock: Any, out: int, reap: Callable[[bool], tuple[int, str]],
+                 what: str) -> None:
+        self.status_code, self.background = 200, None
+        self.init_headers({"transfer-encoding": "chunked"})
+        self.transport, self.out, self.reap, self.what = transport, out, reap, what
+        self.sock = os.dup(sock.fileno())  # ours: the transport closing its socket cannot hand the fd on
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        sent = False
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            while self.transport.get_write_buffer_size() and not self.transport.is_closing():
+                await asyncio.sleep(0.001)  # the head goes first
+            if not self.transport.is_closing():
+                await asyncio.to_thread(zerocopy.send_chunks, self.out, self.sock)
+                sent = True
+        except OSError as e:  # the client went away (or stopped reading after the end of the archive)
+            LOG.info("stream-out client went away", what=self.what, error=str(e))
+            self.transport.abort()
+            await asyncio.sleep(0)  # uvicorn sees the disconnect before this returns
+        finally:
+            os.close(self.sock)
+            code, err = await asyncio.to_thread(self.reap, not sent)
+        if not sent:
+            return
+        if code != 0:
+            LOG.error("stream-out failed", what=self.what, error=err)
+            raise RuntimeError(f"tar of {self.what} failed: {err}")
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def with_transport(app: Any) -> Any:
+    """The ASGI app as uvicorn should run it: each http scope carries the connection's transport (uvicorn
+    hands the app its cycle's bound ``send``), so stream-out can splice into the socket."""
+
+    async def asgi(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            transport = getattr(getattr(send, "__self__", None), "transport", None)
+            if transport is not None:
+                scope[TRANSPORT] = transport
+        await app(scope, receive, send)
+
+    return asgi
 
 
 def create_app(settings: Settings, repository: Repository | None = None) -> FastAPI:
@@ -351,12 +428,18 @@ def create_app(settings: Settings, repository: Repository | None = None) -> Fast
     @route(routes.STREAM_FROM, response_model=StreamResult)
     async def stream_from(handle: str, body: StreamFrom) -> StreamResult:
         repo.readable(handle)
-        entries = await asyncio.to_thread(repo.stream_in, handle, body.dest_path, prefetch(peer_chunks(body, token)),
-                                          body.encoding)
-        return StreamResult(entries=entries)
+
+        def pull() -> int:
+            peer = peer_body(body, token)
+            if peer is None:
+                return repo.stream_in(handle, body.dest_path, prefetch(peer_chunks(body, token)), body.encoding)
+            with peer:  # connects on first read, inside stream_in
+                return repo.stream_in(handle, body.dest_path, peer, body.encoding)
+
+        return StreamResult(entries=await asyncio.to_thread(pull))
 
     @route(routes.STREAM_OUT)
-    async def stream_out(handle: str, path: str = "", encoding: Encoding = "raw") -> StreamingResponse:
+    async def stream_out(request: Request, handle: str, path: str = "", encoding: Encoding = "raw") -> Response:
         cmd = repo.tar_command(handle, path)
         err_file = tempfile.TemporaryFile()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err_file, stdin=subprocess.DEVNULL)
@@ -383,6 +466,12 @@ def create_app(settings: Settings, repository: Repository | None = None) -> Fast
             err = err_file.read().decode(errors="replace").strip()
             err_file.close()
             return code, err
+
+        sock = None
+        if encoding == "raw" and request.scope.get("http_version") == "1.1":
+            sock = zerocopy.transport_socket(request.scope.get(TRANSPORT))
+        if sock is not None:
+            return SplicedTar(request.scope[TRANSPORT], sock, fd, reap, f"volume {handle!r} path {path or '.'!r}")
 
         async def body() -> AsyncIterator[bytes]:
             done = False
@@ -414,7 +503,7 @@ class BackgroundServer:
         self.settings = settings
         self.app = app or create_app(settings)
         self.repository: Repository = self.app.state.repository
-        config = uvicorn.Config(self.app, host=settings.baggageclaim_bind_host, port=settings.baggageclaim_bind_port,
+        config = uvicorn.Config(with_transport(self.app), host=settings.baggageclaim_bind_host, port=settings.baggageclaim_bind_port,
                                 log_level="warning", access_log=False, lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="baggageclaim", daemon=True)
@@ -450,6 +539,6 @@ def serve(settings: Settings) -> None:
     app = create_app(settings)
     LOG.info("volume server listening", url=f"http://{settings.baggageclaim_bind_host}:{settings.baggageclaim_bind_port}",
              volumes_dir=str(settings.resolved_volumes_dir))
-    uvicorn.run(app, host=settings.baggageclaim_bind_host, port=settings.baggageclaim_bind_port,
+    uvicorn.run(with_transport(app), host=settings.baggageclaim_bind_host, port=settings.baggageclaim_bind_port,
                 log_level="warning", access_log=False)
 

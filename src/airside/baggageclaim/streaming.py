@@ -256,12 +256,12 @@ def _zstd_chunks(chunks: Iterable[bytes], limit: int) -> Iterator[bytes]:
         yield block
 
 
-def extract(chunks: Iterable[bytes], data: Path, sub: str, *, privileged: bool, encoding: str = "raw",
+def extract(chunks: Iterable[bytes] | tarpipe.Source, data: Path, sub: str, *, privileged: bool, encoding: str = "raw",
             limit: int, use_tar: bool | None = None) -> tuple[int, bool]:
     """Streams a tar into data/sub. Returns (entries written, True).
 
     Raw and zstd streams are checked here and written by GNU ``tar x`` (`tarpipe`), unless use_tar is
-    False or tar is missing; gzip streams, and the rest of a stream from the first member `tarpipe` does
+    False or tar is missing (a raw `tarpipe.Source` stops past ``limit`` bytes itself: extract sets it); gzip streams, and the rest of a stream from the first member `tarpipe` does
     not handle, go through tarfile. The same rules (`EntryCheck`) hold either way.
 
     On failure raises a VolumeError naming the entry. If the destination was empty or missing before,
@@ -281,7 +281,14 @@ def extract(chunks: Iterable[bytes], data: Path, sub: str, *, privileged: bool, 
         dest.mkdir(parents=True, exist_ok=True)
         try:
             if use_tar:
-                decoded = _zstd_chunks(chunks, limit) if encoding == "zstd" else _limited(chunks, limit)
+                decoded: Iterable[bytes] | tarpipe.Source
+                if encoding == "zstd":
+                    decoded = _zstd_chunks(chunks, limit)
+                elif isinstance(chunks, tarpipe.Source):  # raw bytes it can splice into tar's pipe
+                    chunks.limit = limit
+                    decoded = chunks
+                else:
+                    decoded = _limited(chunks, limit)
                 rest = tarpipe.pipe(decoded, dest, check)
                 if rest is None:
                     return check.entries, True

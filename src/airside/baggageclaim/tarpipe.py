@@ -12,6 +12,12 @@ non-directory first (never writes through a symlink or hard link), creates symli
 absolute or has ``..`` only at the end (placeholders until then), restores owners numerically and
 directory attributes at the end (``--delay-directory-restore``, as tarfile's extractall does).
 
+The stream comes either as chunks of bytes (`Feed`) or from a `Source` that can move bytes into tar's pipe
+without copying them through Python (`SourceFeed`, stream-from a peer: `zerocopy.PeerBody`): there only
+the header blocks (and small members, with the next header, in one read) are read into Python; the data
+of bigger members goes from the socket to tar's stdin with ``splice``. Headers are checked and re-made
+the same way on either path.
+
 Anything this parser does not handle (sparse members, global PAX headers, unknown types or PAX keys,
 bad checksums, a directory entry over a symlink, ...) ends the fast path: tar is let finish what it
 was sent, then the rest of the stream, from that member's first header block on, goes through
@@ -26,8 +32,10 @@ import functools
 import os
 import re
 import stat
+import struct
 import subprocess
 import tempfile
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -41,12 +49,14 @@ MAX_EXT = 1 << 20  # GNU long name / PAX record blocks bigger than this go to th
 IOV_MAX = 1024
 F_SETPIPE_SZ = 1031
 PIPE_SIZE = 1 << 20
+RECORD = 256 << 10  # tar x reads records this big: one wake-up of the writer per record, not per 10 KiB
 REG, AREG, LNK, SYM, CHR, BLK, DIR, FIFO, CONT = b"0", b"\0", b"1", b"2", b"3", b"4", b"5", b"6", b"7"
 MEMBER_TYPES = frozenset((REG, AREG, LNK, SYM, CHR, BLK, DIR, FIFO, CONT))
 PAX_KEYS = frozenset(("path", "linkpath", "size", "uid", "gid", "uname", "gname", "mtime", "atime", "ctime",
                       "comment"))
 PAX_IGNORED_PREFIXES = ("SCHILY.xattr.", "LIBARCHIVE.xattr.")  # tarfile does not restore them either
 NUMBER = re.compile(rb"-?[0-9]+(\.[0-9]+)?")
+USTAR = struct.Struct("100s8s8s8s12s12s8sc100s8s247x")  # name .. magic+version, the rest zero
 # tar's complaints that tarfile only logs (its errorlevel 1): owners, modes and times it could not set
 NONFATAL = re.compile(r"Cannot change (ownership|mode)|Cannot (utime|change times)|implausibly old time stamp|"
                       r"time stamp .* in the future|Exiting with failure status due to previous errors")
@@ -89,6 +99,12 @@ class Member:
 
     def isreg(self) -> bool:
         return self.type in (REG, AREG, CONT)
+
+
+def _bytesum(block: bytes | bytearray) -> int:
+    """The sum of a 512-byte block's bytes: adler32's low half is 1 + the sum of the bytes (mod 65521, which
+    256 bytes cannot reach), and it runs in C."""
+    return (zlib.adler32(block[:256]) & 0xFFFF) + (zlib.adler32(block[256:]) & 0xFFFF) - 2
 
 
 def _num(field: bytes) -> int:
@@ -155,13 +171,10 @@ def header(name: bytes, m: Member, linkname: bytes, mode: int) -> bytes:
     size = m.size if m.isreg() else 0
     if (m.uid <= 0o7777777 and m.gid <= 0o7777777 and size <= 0o77777777777 and 0 <= m.mtime <= 0o77777777777
             and m.pax_mtime is None and len(name) <= 100 and len(linkname) <= 100 and m.type not in (CHR, BLK)):
-        buf = bytearray(b"%-100s%07o\0%07o\0%07o\0%011o\0%011o\0        %c%-100sustar\x0000" % (
-            name, mode & 0o7777, m.uid, m.gid, size, m.mtime, (REG if m.type in (AREG, CONT) else m.type)[0],
-            linkname))
-        buf[0:100] = name.ljust(100, b"\0")
-        buf[157:257] = linkname.ljust(100, b"\0")
-        buf += bytes(BLOCK - len(buf))
-        buf[148:156] = b"%06o\0 " % sum(buf)
+        buf = bytearray(USTAR.pack(name, b"%07o\0" % (mode & 0o7777), b"%07o\0" % m.uid, b"%07o\0" % m.gid,
+                                   b"%011o\0" % size, b"%011o\0" % m.mtime, b"        ",
+                                   REG if m.type in (AREG, CONT) else m.type, linkname, b"ustar\x0000"))
+        buf[148:155] = b"%06o\0" % _bytesum(buf)  # then the last of the eight spaces
         return bytes(buf)
     pax: list[bytes] = []
     fields: dict[str, bytes | None] = {
@@ -211,7 +224,7 @@ def _block(name: bytes, mode: int, uid: Any, gid: Any, size: Any, mtime: Any, ty
     buf[257:265] = b"ustar\x0000"
     buf[329 : 329 + len(devmajor)] = devmajor
     buf[337 : 337 + len(devminor)] = devminor
-    buf[148:156] = b"%06o\0 " % sum(buf)
+    buf[148:156] = b"%06o\0 " % _bytesum(buf)
     return bytes(buf)
 
 
@@ -274,12 +287,100 @@ class Feed:
         yield from self.it
 
 
+class Source:
+    """A raw tar stream that can also move its bytes into a file descriptor without copying them through
+    Python (`SourceFeed`). Iterating it gives the rest of the stream as chunks (for tarfile). Past
+    `limit` bytes it raises StreamTooLarge."""
+
+    limit = 1 << 62
+
+    def read(self, n: int) -> bytes:
+        """n bytes (fewer only at the end of the stream)."""
+        raise NotImplementedError
+
+    def move(self, fd: int, n: int) -> int:
+        """Moves up to n bytes (at least one) into fd; 0 at the end of the stream."""
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.read(1 << 20):
+            yield chunk
+
+
+SMALL = 16 << 10  # members up to this size are read (with the next header) rather than spliced
+FLUSH = 256 << 10  # write what is pending to tar once this much is
+
+
+class SourceFeed:
+    """`Feed` over a `Source`: whole header blocks, small members read along with the next header, the data
+    of bigger members spliced straight into tar's pipe."""
+
+    def __init__(self, src: Source, out: TarWriter) -> None:
+        self.src, self.out = src, out
+        self.ahead = b""  # bytes read past the last member's data (its successor's header block)
+        self.offset = 0
+        self.rest_prefix = b""
+
+    def take(self, n: int) -> bytes:
+        """Exactly n bytes (b"" at a clean end of the stream; Handover on a partial block)."""
+        if len(self.ahead) >= n:
+            got, self.ahead = self.ahead[:n], self.ahead[n:]
+        elif self.ahead:
+            got, self.ahead = self.ahead + self.src.read(n - len(self.ahead)), b""
+        else:
+            got = self.src.read(n)
+        if len(got) == n:
+            self.offset += n
+            return got
+        if got:
+            self.rest_prefix = got
+            raise Handover("stream ends inside a header")
+        return b""
+
+    def forward(self, n: int) -> bool:
+        """Passes n bytes on to tar; False if the stream ended first."""
+        if self.ahead:
+            piece, self.ahead = self.ahead[:n], self.ahead[n:]
+            self.out.add(piece)
+            self.offset += len(piece)
+            n -= len(piece)
+        if not n:
+            return True
+        if n <= SMALL:
+            data = self.src.read(n + BLOCK)  # this member's data and the next header block, in one read
+            if len(data) < n:
+                return False
+            self.out.add(memoryview(data)[:n])
+            self.ahead = data[n:]
+            self.offset += n
+            if self.out.size >= FLUSH:
+                self.out.flush()
+            return True
+        self.out.flush()  # the header goes first
+        while n:
+            moved = self.src.move(self.out.fd, n)
+            if not moved:
+                return False
+            self.offset += moved
+            n -= moved
+        return True
+
+    def rest(self, prefix: bytes) -> Iterator[bytes]:
+        """The stream from `prefix` (the raw blocks of the member being handed over) on."""
+        if prefix:
+            yield prefix
+        if self.ahead:
+            yield self.ahead
+        yield from self.src
+
+
 class TarWriter:
     """GNU ``tar x`` into dest, fed through a pipe with writev."""
 
     def __init__(self, dest: Path) -> None:
-        cmd = ["tar", "-x", "-f", "-", "-C", str(dest), "--numeric-owner", "--preserve-permissions",
-               "--delay-directory-restore", "--warning=no-timestamp", "--warning=no-unknown-keyword"]
+        cmd = ["tar", "-x", "-f", "-", "-b", str(RECORD // BLOCK), "-C", str(dest), "--numeric-owner",
+               "--preserve-permissions", "--delay-directory-restore", "--warning=no-timestamp",
+               "--warning=no-unknown-keyword"]
         if os.geteuid() != 0:
             cmd.append("--no-same-owner")
         self.err = tempfile.TemporaryFile()
@@ -290,17 +391,21 @@ class TarWriter:
         with contextlib.suppress(OSError):
             fcntl.fcntl(self.fd, F_SETPIPE_SZ, PIPE_SIZE)
         self.pending: list[Any] = []
+        self.size = 0  # bytes pending
 
     def add(self, data: Any) -> None:
         self.pending.append(data)
+        self.size += len(data)
 
     def flush(self) -> None:
         """Writes what was added (BrokenPipeError if tar is gone)."""
-        pending, self.pending = self.pending, []
+        pending, self.pending, size, self.size = self.pending, [], self.size, 0
         while pending:
             batch = pending[:IOV_MAX]
+            want = size if len(pending) <= IOV_MAX else sum(len(b) for b in batch)
             n = os.writev(self.fd, batch)
-            if n == sum(len(b) for b in batch):
+            size -= n
+            if n == want:
                 del pending[:IOV_MAX]
                 continue
             while n:  # a short write: drop what was written
@@ -348,7 +453,7 @@ def parse_header(buf: bytes) -> Member:
         chksum = int(buf[148:154], 8)
     except ValueError:
         chksum = _num(buf[148:156])
-    unsigned = sum(buf) - sum(buf[148:156]) + 256
+    unsigned = _bytesum(buf) - sum(buf[148:156]) + 256
     if chksum != unsigned:
         raise Handover("bad checksum")
     m = Member()
@@ -384,7 +489,7 @@ def _decode(b: bytes) -> str:
     return b.decode("utf-8", "surrogateescape")
 
 
-def read_member(feed: Feed, raw: list[bytes]) -> Member | None:
+def read_member(feed: Feed | SourceFeed, raw: list[bytes]) -> Member | None:
     """The next member (its extended headers applied), None at the end of the archive. Every block read is
     appended to raw (for a hand-over)."""
     long_name = long_link = None
@@ -455,13 +560,13 @@ def read_member(feed: Feed, raw: list[bytes]) -> Member | None:
     return m
 
 
-def pipe(chunks: Iterable[bytes], dest: Path, check: Any) -> Iterator[bytes] | None:
-    """Extracts chunks (a decoded tar stream) into dest with `check` (an `EntryCheck` with `ModelCheck`)
-    and GNU tar. Returns None when done, or the rest of the stream (from the first header block of a
-    member this path does not handle) for tarfile: tar has then written everything before that member.
-    Raises the check's refusals and BadStream; tar is killed then."""
+def pipe(chunks: Iterable[bytes] | Source, dest: Path, check: Any) -> Iterator[bytes] | None:
+    """Extracts chunks (a decoded tar stream, or a `Source`) into dest with `check` (an `EntryCheck` with
+    `ModelCheck`) and GNU tar. Returns None when done, or the rest of the stream (from the first header
+    block of a member this path does not handle) for tarfile: tar has then written everything before that
+    member. Raises the check's refusals and BadStream; tar is killed then."""
     writer = TarWriter(dest)
-    feed = Feed(chunks, writer)
+    feed: Feed | SourceFeed = SourceFeed(chunks, writer) if isinstance(chunks, Source) else Feed(chunks, writer)
     try:
         while True:
             raw: list[bytes] = []
