@@ -36,6 +36,7 @@ MAX_HEAD = 64 << 10  # bytes of a response head
 MAX_LINE = 4096  # bytes of one chunk-size or trailer line
 ERROR_BODY = 1 << 20  # bytes of an error response kept for its message
 CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
+NEXT_CHUNK = re.compile(rb"\r\n([0-9A-Fa-f]{1,15})\r\n")  # the end of one chunk and the size of the next
 AVAILABLE = hasattr(os, "splice")
 PIPE_SIZE = 1 << 20
 F_GETPIPE_SZ = 1032
@@ -181,6 +182,19 @@ class PeerBody(tarpipe.Source):
 
     def _next_chunk(self) -> None:
         try:
+            if self.crlf and not self.pre:  # the usual case: CRLF, size, CRLF in one peek and one read
+                peek = self.sock.recv(64, socket.MSG_PEEK)  # type: ignore[union-attr]
+                m = NEXT_CHUNK.match(peek)
+                if m:
+                    self.sock.recv(m.end(), socket.MSG_WAITALL)  # type: ignore[union-attr]  # (peeked: there)
+                    self.left = int(m.group(1), 16)
+                    if self.left:
+                        return
+                    self.crlf = False  # the last chunk: its trailer follows
+                    while self._line() not in (b"\r\n", b"\n"):
+                        pass
+                    self.end = True
+                    return
             if self.crlf and self._line() not in (b"\r\n", b"\n"):
                 raise self.broken("chunk data longer than its size")
             size = self._line().split(b";", 1)[0].strip()
@@ -243,6 +257,12 @@ class PeerBody(tarpipe.Source):
 
     # --- tarpipe.Source -----------------------------------------------------------------------------
     def read(self, n: int) -> bytes:
+        if self.held >= n:  # the usual case: a header block already in the pipe
+            got = os.read(self.pipe_r, n)
+            self.held -= len(got)
+            if len(got) == n:
+                return got
+            return got + self.read(n - len(got))
         if self.sock is None:
             self.open()
         parts = []
