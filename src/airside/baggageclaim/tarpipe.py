@@ -44,6 +44,7 @@ from airside.baggageclaim.errors import BadStream
 
 BLOCK = 512
 ZERO_BLOCK = bytes(BLOCK)
+ZERO_155 = bytes(155)
 SEP = (0, 32)  # what ends a numeric field
 MAX_EXT = 1 << 20  # GNU long name / PAX record blocks bigger than this go to the tarfile path
 IOV_MAX = 1024
@@ -52,6 +53,7 @@ PIPE_SIZE = 1 << 20
 RECORD = 256 << 10  # tar x reads records this big: one wake-up of its writer per record, not per 10 KiB
 REG, AREG, LNK, SYM, CHR, BLK, DIR, FIFO, CONT = b"0", b"\0", b"1", b"2", b"3", b"4", b"5", b"6", b"7"
 MEMBER_TYPES = frozenset((REG, AREG, LNK, SYM, CHR, BLK, DIR, FIFO, CONT))
+REGULAR = frozenset((REG, AREG, CONT))
 PAX_KEYS = frozenset(("path", "linkpath", "size", "uid", "gid", "uname", "gname", "mtime", "atime", "ctime",
                       "comment"))
 PAX_IGNORED_PREFIXES = ("SCHILY.xattr.", "LIBARCHIVE.xattr.")  # tarfile does not restore them either
@@ -98,7 +100,7 @@ class Member:
         return self.type == BLK
 
     def isreg(self) -> bool:
-        return self.type in (REG, AREG, CONT)
+        return self.type in REGULAR
 
 
 def _bytesum(block: bytes | bytearray) -> int:
@@ -129,9 +131,21 @@ def _nts(field: bytes) -> bytes:
     return field.split(b"\0", 1)[0]
 
 
+def _field(buf: bytes, start: int, end: int) -> bytes:
+    """A NUL-terminated string field buf[start:end] (its bytes before the first NUL)."""
+    i = buf.find(0, start, end)
+    return buf[start:i] if i >= 0 else buf[start:end]
+
+
 def _octal(n: int, width: int) -> bytes | None:
     s = b"%0*o" % (width - 1, n)
     return s + b"\0" if len(s) < width else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _octal8(n: int) -> bytes:
+    """An 8-byte numeric field (mode, uid, gid: a stream has few different ones)."""
+    return b"%07o\0" % n
 
 
 def _pax_record(key: str, value: bytes) -> bytes:
@@ -168,10 +182,10 @@ def _pax_records(data: bytes) -> dict[str, bytes]:
 
 def header(name: bytes, m: Member, linkname: bytes, mode: int) -> bytes:
     """A fresh ustar header (with a PAX header before it when a field does not fit)."""
-    size = m.size if m.isreg() else 0
+    size = m.size if m.type in REGULAR else 0
     if (m.uid <= 0o7777777 and m.gid <= 0o7777777 and size <= 0o77777777777 and 0 <= m.mtime <= 0o77777777777
             and m.pax_mtime is None and len(name) <= 100 and len(linkname) <= 100 and m.type not in (CHR, BLK)):
-        buf = bytearray(USTAR.pack(name, b"%07o\0" % (mode & 0o7777), b"%07o\0" % m.uid, b"%07o\0" % m.gid,
+        buf = bytearray(USTAR.pack(name, _octal8(mode & 0o7777), _octal8(m.uid), _octal8(m.gid),
                                    b"%011o\0" % size, b"%011o\0" % m.mtime, b"        ",
                                    REG if m.type in (AREG, CONT) else m.type, linkname, b"ustar\x0000"))
         buf[148:155] = b"%06o\0" % _bytesum(buf)  # then the last of the eight spaces
@@ -544,24 +558,23 @@ def parse_header(buf: bytes) -> Member:
         chksum = int(buf[148:154], 8)
     except ValueError:
         chksum = _num(buf[148:156])
-    unsigned = _bytesum(buf) - sum(buf[148:156]) + 256
-    if chksum != unsigned:
+    if chksum != _bytesum(buf) - sum(buf[148:156]) + 256:  # the unsigned checksum
         raise Handover("bad checksum")
     m = Member()
     magic = buf[257:265]
-    name = _nts(buf[0:100])
-    if magic == b"ustar\x0000":
-        prefix = _nts(buf[345:500])
+    name = _field(buf, 0, 100)
+    if magic == b"ustar  \0":
+        if buf[345:500] != ZERO_155:  # GNU atime/ctime/multivolume/sparse fields
+            raise Handover("GNU header with extra fields")
+    elif magic == b"ustar\x0000":
+        prefix = _field(buf, 345, 500)
         if prefix:
             name = prefix + b"/" + name
-    elif magic == b"ustar  \0":
-        if buf[345:500].strip(b"\0"):  # GNU atime/ctime/multivolume/sparse fields
-            raise Handover("GNU header with extra fields")
     elif magic.strip(b"\0"):
         raise Handover(f"unknown magic {magic!r}")
-    m.type = buf[156:157]
+    m.type = t = buf[156:157]
     m.name = name  # type: ignore[assignment]
-    m.linkname = _nts(buf[157:257])  # type: ignore[assignment]
+    m.linkname = _field(buf, 157, 257)  # type: ignore[assignment]
     try:  # the usual case: plain octal fields, each ended by a NUL or a space
         if not (buf[107] in SEP and buf[115] in SEP and buf[123] in SEP and buf[135] in SEP and buf[147] in SEP):
             raise ValueError
@@ -571,7 +584,10 @@ def parse_header(buf: bytes) -> Member:
         m.mode = _num(buf[100:108])
         m.uid, m.gid = _num(buf[108:116]), _num(buf[116:124])
         m.size, m.mtime = _num(buf[124:136]), _num(buf[136:148])
-    m.devmajor, m.devminor = (_num(buf[329:337]), _num(buf[337:345])) if m.type in (CHR, BLK) else (0, 0)
+    if t == CHR or t == BLK:
+        m.devmajor, m.devminor = _num(buf[329:337]), _num(buf[337:345])
+    else:
+        m.devmajor = m.devminor = 0
     m.pax_mtime = None
     return m
 
@@ -642,7 +658,7 @@ def read_member(feed: Feed | SourceFeed, raw: list[bytes]) -> Member | None:
                 m.mtime = max(int(float(v)), 0)
     if m.type == AREG and m.name.endswith(b"/"):  # type: ignore[attr-defined]
         m.type = DIR  # old V7 directories
-    if m.size and not m.isreg():
+    if m.size and m.type not in REGULAR:
         raise Handover("data on a member that is not a regular file")
     return m
 
