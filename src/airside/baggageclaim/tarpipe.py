@@ -180,7 +180,7 @@ def _pax_records(data: bytes) -> dict[str, bytes]:
     return out
 
 
-def header(name: bytes, m: Member, linkname: bytes, mode: int) -> bytes:
+def header(name: bytes, m: Member, linkname: bytes, mode: int) -> bytes | bytearray:
     """A fresh ustar header (with a PAX header before it when a field does not fit)."""
     size = m.size if m.type in REGULAR else 0
     if (m.uid <= 0o7777777 and m.gid <= 0o7777777 and size <= 0o77777777777 and 0 <= m.mtime <= 0o77777777777
@@ -189,7 +189,7 @@ def header(name: bytes, m: Member, linkname: bytes, mode: int) -> bytes:
                                    b"%011o\0" % size, b"%011o\0" % m.mtime, b"        ",
                                    REG if m.type in (AREG, CONT) else m.type, linkname, b"ustar\x0000"))
         buf[148:155] = b"%06o\0" % _bytesum(buf)  # then the last of the eight spaces
-        return bytes(buf)
+        return buf
     pax: list[bytes] = []
     fields: dict[str, bytes | None] = {
         "uid": _octal(m.uid, 8), "gid": _octal(m.gid, 8), "size": _octal(size, 12),
@@ -372,13 +372,9 @@ class SourceFeed:
                 self.out.flush()
             return True
         self.out.flush()  # the header goes first
-        while n:
-            moved = self.out.splice_from(self.src, n)
-            if not moved:
-                return False
-            self.offset += moved
-            n -= moved
-        return True
+        moved = self.out.splice_from(self.src, n)
+        self.offset += moved
+        return moved == n
 
     def rest(self, prefix: bytes) -> Iterator[bytes]:
         """The stream from `prefix` (the raw blocks of the member being handed over) on."""
@@ -510,17 +506,21 @@ class StagedWriter(TarWriter):
             self.drain()
 
     def splice_from(self, src: Source, n: int) -> int:
-        """Moves up to n bytes of src into the stage (0 at the end of src)."""
-        while True:
+        """Moves n bytes of src into the stage; fewer only at the end of src."""
+        left = n
+        while left:
             try:
-                moved = src.move(self.fd, n)
+                moved = src.move(self.fd, left)
             except BlockingIOError:  # the stage is full
                 self.drain()
                 continue
+            if not moved:
+                break
             self.staged += moved
+            left -= moved
             if self.staged >= STAGE:
                 self.drain()
-            return moved
+        return n - left
 
     def drain(self) -> None:
         """Moves everything staged on into tar's pipe (BrokenPipeError if tar is gone)."""
@@ -595,44 +595,57 @@ def parse_header(buf: bytes) -> Member:
 def read_member(feed: Feed | SourceFeed, raw: list[bytes]) -> Member | None:
     """The next member (its extended headers applied), None at the end of the archive. Every block read is
     appended to raw (for a hand-over)."""
+    buf = feed.take(BLOCK)
+    if not buf:
+        if feed.offset == 0:
+            raise Handover("stream ends before a member")
+        return None
+    raw.append(buf)
+    if buf == ZERO_BLOCK:
+        return None
+    m = parse_header(buf)
+    if m.type not in MEMBER_TYPES:  # GNU long names, PAX records (or a type this path does not handle)
+        m = _extended(feed, raw, m)
+    if m.type == AREG and m.name.endswith(b"/"):  # type: ignore[attr-defined]
+        m.type = DIR  # old V7 directories
+    if m.size and m.type not in REGULAR:
+        raise Handover("data on a member that is not a regular file")
+    return m
+
+
+def _extended(feed: Feed | SourceFeed, raw: list[bytes], m: Member) -> Member:
+    """The member after the extended header m, with the extended headers applied."""
     long_name = long_link = None
     pax: dict[str, bytes] | None = None
-    while True:
+    while m.type in (b"L", b"K", b"x"):
+        if m.size > MAX_EXT:
+            raise Handover("large extended header")
+        data = feed.take(m.size + (-m.size % BLOCK)) if m.size else b""
+        if m.size and not data:
+            raise Handover("stream ends inside an extended header")
+        raw.append(data)
+        data = data[: m.size]
+        if m.type == b"x":
+            if pax is not None:
+                raise Handover("two PAX headers")
+            pax = _pax_records(data)
+        elif m.type == b"L":
+            if long_name is not None:
+                raise Handover("two long names")
+            long_name = _nts(data)
+        else:
+            if long_link is not None:
+                raise Handover("two long link names")
+            long_link = _nts(data)
         buf = feed.take(BLOCK)
         if not buf:
-            if raw or feed.offset == 0:
-                raise Handover("stream ends before a member")
-            return None
+            raise Handover("stream ends before a member")
         raw.append(buf)
         if buf == ZERO_BLOCK:
-            if raw[:-1]:
-                raise Handover("zero block after an extended header")
-            return None
+            raise Handover("zero block after an extended header")
         m = parse_header(buf)
-        if m.type in (b"L", b"K", b"x"):
-            if m.size > MAX_EXT:
-                raise Handover("large extended header")
-            data = feed.take(m.size + (-m.size % BLOCK)) if m.size else b""
-            if m.size and not data:
-                raise Handover("stream ends inside an extended header")
-            raw.append(data)
-            data = data[: m.size]
-            if m.type == b"x":
-                if pax is not None:
-                    raise Handover("two PAX headers")
-                pax = _pax_records(data)
-            elif m.type == b"L":
-                if long_name is not None:
-                    raise Handover("two long names")
-                long_name = _nts(data)
-            else:
-                if long_link is not None:
-                    raise Handover("two long link names")
-                long_link = _nts(data)
-            continue
-        if m.type not in MEMBER_TYPES:
-            raise Handover(f"member type {m.type!r}")
-        break
+    if m.type not in MEMBER_TYPES:
+        raise Handover(f"member type {m.type!r}")
     if long_name is not None:
         m.name = long_name  # type: ignore[assignment]
     if long_link is not None:
@@ -656,10 +669,6 @@ def read_member(feed: Feed | SourceFeed, raw: list[bytes]) -> Member | None:
                     raise Handover(f"PAX mtime={v!r}")
                 m.pax_mtime = v
                 m.mtime = max(int(float(v)), 0)
-    if m.type == AREG and m.name.endswith(b"/"):  # type: ignore[attr-defined]
-        m.type = DIR  # old V7 directories
-    if m.size and m.type not in REGULAR:
-        raise Handover("data on a member that is not a regular file")
     return m
 
 
@@ -675,6 +684,7 @@ def pipe(chunks: Iterable[bytes] | Source, dest: Path, check: Any) -> Iterator[b
     else:
         writer = TarWriter(dest)
         feed = Feed(chunks, writer)
+    checked, add, forward = check.check, writer.add, feed.forward
     try:
         while True:
             raw: list[bytes] = []
@@ -684,7 +694,7 @@ def pipe(chunks: Iterable[bytes] | Source, dest: Path, check: Any) -> Iterator[b
                     break
                 m.name = m.name.decode("utf-8", "surrogateescape")  # type: ignore[attr-defined]
                 m.linkname = m.linkname.decode("utf-8", "surrogateescape") if m.linkname else ""  # type: ignore[attr-defined]
-                changes = check.check(m)
+                changes = checked(m)
                 name = changes["name"]
                 if m.type == DIR:
                     name = "./" if name == "." else name + "/"
@@ -694,8 +704,8 @@ def pipe(chunks: Iterable[bytes] | Source, dest: Path, check: Any) -> Iterator[b
             except Handover:
                 writer.finish()
                 return feed.rest(b"".join(raw) + feed.rest_prefix)
-            writer.add(hdr)
-            if m.size and not feed.forward(m.size + (-m.size % BLOCK)):
+            add(hdr)
+            if m.size and not forward(m.size + (-m.size % BLOCK)):
                 raise BadStream("unexpected end of data")
         writer.finish()
         return None
@@ -735,12 +745,12 @@ class ModelCheck:
     def check(self, member: Any) -> dict:
         changes = super().check(member)  # type: ignore[misc]
         if changes["name"] != ".":
-            key = self.key  # type: ignore[attr-defined]
-            if member.isdir():
+            key, t = self.key, member.type  # type: ignore[attr-defined]  # (members come from tarpipe)
+            if t == DIR:
                 self.made.pop(key, None)
-            elif member.issym():
+            elif t == SYM:
                 self.made[key] = stat.S_IFLNK
-            elif member.isreg() or member.islnk():
+            elif t in REGULAR or t == LNK:
                 self.made[key] = stat.S_IFREG
             else:
                 self.made[key] = stat.S_IFIFO
