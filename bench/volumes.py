@@ -11,7 +11,8 @@ Builds a parent tree of N files (default 20,000, ~500 MB total, 100 per director
 3. stream the parent from one `airside baggageclaim` process to another on loopback
    (stream-from: tar out of server A, extract with the safety checks in server B) against a local
    `tar -C src -cf - . | tar -C dst -xf -` pipe, runs alternating, best of --stream-runs each:
-   pipe time / stream time (target ≥ 0.8).
+   pipe time / stream time (target ≥ 0.8). Every run is printed, with the CPU seconds each server
+   spent on the stream, itself and in its tar (tar c on A, tar x on B).
 
     sudo python bench/volumes.py [--files 20000] [--mb 500] [--dir /var/tmp] [--streams-only]
 """
@@ -82,6 +83,13 @@ def child_times(name: str, base: Path, tree: Path, runs: int) -> float:
              for i in range(runs)]
     repo.destroy("parent", cascade=True)
     return statistics.median(times)
+
+
+def cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds of a process so far: its own, and its waited-for children's (the tars it ran)."""
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(f[11]) + int(f[12])) / tick, (int(f[13]) + int(f[14])) / tick
 
 
 def start_server(volumes_dir: Path) -> tuple[subprocess.Popen, str]:
@@ -159,7 +167,7 @@ def main() -> int:
         pa, url_a = start_server(base / "server-a")
         pb, url_b = start_server(base / "server-b")
         procs += [pa, pb]
-        pipe_t, stream_t = [], []
+        pipe_t, stream_t, split = [], [], []
         with VolumeClient(url_a, TOKEN) as a, VolumeClient(url_b, TOKEN) as b:
             src = a.create("src")
             sh("cp", "-a", f"{tree}/.", src.path)
@@ -171,10 +179,17 @@ def main() -> int:
                 shutil.rmtree(dst)
                 b.create(f"dst{i}")
                 os.sync()
+                before = cpu(pa.pid), cpu(pb.pid)
                 stream_t.append(timed(lambda i=i: b.stream_from(f"dst{i}", url=url_a, source="src")))
+                after = cpu(pa.pid), cpu(pb.pid)
+                split.append([x1 - x0 for p0, p1 in zip(before, after, strict=True)
+                              for x0, x1 in zip(p0, p1, strict=True)])
                 got = b.size(f"dst{i}")
                 assert got == size, f"streamed {got} bytes, expected {size}"
                 b.destroy(f"dst{i}")
+        for i, (pt, st, (a_self, a_tar, b_self, b_tar)) in enumerate(zip(pipe_t, stream_t, split, strict=True)):
+            print(f"  run {i}: tar | tar {pt:.2f}s, stream {st:.2f}s; stream CPU: server A {a_self:.2f}s + tar c "
+                  f"{a_tar:.2f}s, server B {b_self:.2f}s + tar x {b_tar:.2f}s")
         print(f"stream A->B over loopback {min(stream_t):.2f}s vs tar | tar {min(pipe_t):.2f}s (best of "
               f"{args.stream_runs}, alternating): pipe/stream = {min(pipe_t) / min(stream_t):.2f}x  (target >= 0.8x)")
     finally:

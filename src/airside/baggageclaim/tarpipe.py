@@ -15,8 +15,10 @@ directory attributes at the end (``--delay-directory-restore``, as tarfile's ext
 The stream comes either as chunks of bytes (`Feed`) or from a `Source` that can move bytes into tar's pipe
 without copying them through Python (`SourceFeed`, stream-from a peer: `zerocopy.PeerBody`): there only
 the header blocks (and small members, with the next header, in one read) are read into Python; the data
-of bigger members goes from the socket to tar's stdin with ``splice``. Headers are checked and re-made
-the same way on either path.
+of bigger members goes on to tar's stdin with ``splice`` (`StagedWriter`). Headers are checked and re-made
+the same way on either path, and every header block tar reads is one this module wrote: spliced pages may
+be shared with a same-host sender that could still change them, so the peer's bytes reach tar only as
+member data, exactly as many as the checked header says (never a header read from the peer in place).
 
 Anything this parser does not handle (sparse members, global PAX headers, unknown types or PAX keys,
 bad checksums, a directory entry over a symlink, ...) ends the fast path: tar is let finish what it
