@@ -197,9 +197,10 @@ def main() -> int:
             for i in range(args.stream_runs if keep else 0):
                 shutil.rmtree(base / f"pipe{i}")
                 b.destroy(f"dst{i}")
-        for i, (pt, st, (a_self, a_tar, b_self, b_tar)) in enumerate(zip(pipe_t, stream_t, split, strict=True)):
-            print(f"  run {i}: tar | tar {pt:.2f}s, stream {st:.2f}s; stream CPU: server A {a_self:.2f}s + tar c "
-                  f"{a_tar:.2f}s, server B {b_self:.2f}s + tar x {b_tar:.2f}s")
+        for i, (pt, st, (a_self, a_tar, b_self, b_tar)) in enumerate(zip(pipe_t, stream_t, split,
+                                                                              strict=True)):
+            print(f"  run {i}: tar | tar {pt:.2f}s, stream {st:.2f}s; stream CPU: server A {a_self:.2f}s"
+                  f" + tar c {a_tar:.2f}s, server B {b_self:.2f}s + tar x {b_tar:.2f}s")
         print(f"stream A->B over loopback {min(stream_t):.2f}s vs tar | tar {min(pipe_t):.2f}s (best of "
               f"{args.stream_runs}, alternating): pipe/stream = {min(pipe_t) / min(stream_t):.2f}x  (target >= 0.8x)")
     finally:

@@ -432,14 +432,16 @@ def create_app(settings: Settings, repository: Repository | None = None) -> Fast
         def pull() -> int:
             peer = peer_body(body, token)
             if peer is None:
-                return repo.stream_in(handle, body.dest_path, prefetch(peer_chunks(body, token)), body.encoding)
+                chunks = prefetch(peer_chunks(body, token))
+                return repo.stream_in(handle, body.dest_path, chunks, body.encoding)
             with peer:  # connects on first read, inside stream_in
                 return repo.stream_in(handle, body.dest_path, peer, body.encoding)
 
         return StreamResult(entries=await asyncio.to_thread(pull))
 
     @route(routes.STREAM_OUT)
-    async def stream_out(request: Request, handle: str, path: str = "", encoding: Encoding = "raw") -> Response:
+    async def stream_out(request: Request, handle: str, path: str = "",
+                         encoding: Encoding = "raw") -> Response:
         cmd = repo.tar_command(handle, path)
         err_file = tempfile.TemporaryFile()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err_file, stdin=subprocess.DEVNULL)
@@ -471,7 +473,8 @@ def create_app(settings: Settings, repository: Repository | None = None) -> Fast
         if encoding == "raw" and request.scope.get("http_version") == "1.1":
             sock = zerocopy.transport_socket(request.scope.get(TRANSPORT))
         if sock is not None:
-            return SplicedTar(request.scope[TRANSPORT], sock, fd, reap, f"volume {handle!r} path {path or '.'!r}")
+            what = f"volume {handle!r} path {path or '.'!r}"
+            return SplicedTar(request.scope[TRANSPORT], sock, fd, reap, what)
 
         async def body() -> AsyncIterator[bytes]:
             done = False
@@ -503,8 +506,9 @@ class BackgroundServer:
         self.settings = settings
         self.app = app or create_app(settings)
         self.repository: Repository = self.app.state.repository
-        config = uvicorn.Config(with_transport(self.app), host=settings.baggageclaim_bind_host, port=settings.baggageclaim_bind_port,
-                                log_level="warning", access_log=False, lifespan="on")
+        config = uvicorn.Config(with_transport(self.app), host=settings.baggageclaim_bind_host,
+                                port=settings.baggageclaim_bind_port, log_level="warning", access_log=False,
+                                lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="baggageclaim", daemon=True)
 
@@ -539,6 +543,6 @@ def serve(settings: Settings) -> None:
     app = create_app(settings)
     LOG.info("volume server listening", url=f"http://{settings.baggageclaim_bind_host}:{settings.baggageclaim_bind_port}",
              volumes_dir=str(settings.resolved_volumes_dir))
-    uvicorn.run(with_transport(app), host=settings.baggageclaim_bind_host, port=settings.baggageclaim_bind_port,
-                log_level="warning", access_log=False)
+    uvicorn.run(with_transport(app), host=settings.baggageclaim_bind_host,
+                port=settings.baggageclaim_bind_port, log_level="warning", access_log=False)
 

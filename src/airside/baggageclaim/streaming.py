@@ -259,13 +259,15 @@ def _zstd_chunks(chunks: Iterable[bytes], limit: int) -> Iterator[bytes]:
         yield block
 
 
-def extract(chunks: Iterable[bytes] | tarpipe.Source, data: Path, sub: str, *, privileged: bool, encoding: str = "raw",
-            limit: int, use_tar: bool | None = None) -> tuple[int, bool]:
+def extract(chunks: Iterable[bytes] | tarpipe.Source, data: Path, sub: str, *, privileged: bool,
+            encoding: str = "raw", limit: int, use_tar: bool | None = None) -> tuple[int, bool]:
     """Streams a tar into data/sub. Returns (entries written, True).
 
     Raw and zstd streams are checked here and written by GNU ``tar x`` (`tarpipe`), unless use_tar is
-    False or tar is missing (a raw `tarpipe.Source` stops past ``limit`` bytes itself: extract sets it); gzip streams, and the rest of a stream from the first member `tarpipe` does
-    not handle, go through tarfile. The same rules (`EntryCheck`) hold either way.
+    False or tar is missing; gzip streams, and the rest of a stream from the first member `tarpipe` does
+    not handle, go through tarfile. The same rules (`EntryCheck`) hold either way. chunks is an iterable
+    of bytes, or a `tarpipe.Source` (raw bytes it can splice into tar's pipe; it stops past ``limit``
+    bytes itself: extract sets it).
 
     On failure raises a VolumeError naming the entry. If the destination was empty or missing before,
     what was written is removed first (the volume is as it was); otherwise the caller must mark the

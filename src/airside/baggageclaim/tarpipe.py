@@ -695,14 +695,16 @@ def pipe(chunks: Iterable[bytes] | Source, dest: Path, check: Any) -> Iterator[b
                 if m is None:
                     break
                 m.name = m.name.decode("utf-8", "surrogateescape")  # type: ignore[attr-defined]
-                m.linkname = m.linkname.decode("utf-8", "surrogateescape") if m.linkname else ""  # type: ignore[attr-defined]
+                raw_link = m.linkname
+                m.linkname = raw_link.decode("utf-8", "surrogateescape") if raw_link else ""
                 changes = checked(m)
                 name = changes["name"]
                 if m.type == DIR:
                     name = "./" if name == "." else name + "/"
                 link = changes.get("linkname", m.linkname)
                 hdr = header(name.encode("utf-8", "surrogateescape"), m,
-                             link.encode("utf-8", "surrogateescape") if link else b"", changes.get("mode", m.mode))
+                             link.encode("utf-8", "surrogateescape") if link else b"",
+                             changes.get("mode", m.mode))
             except Handover:
                 writer.finish()
                 return feed.rest(b"".join(raw) + feed.rest_prefix)

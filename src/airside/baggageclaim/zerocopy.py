@@ -1,8 +1,8 @@
 """Stream-from without copying the data through Python.
 
-A stream-from moves a volume tar c → sending server → network → receiving server → tar x. Passing the bytes
-through Python costs a copy in and a copy out on each server (more CPU than either tar); here they stay
-in the kernel:
+A stream-from moves a volume tar c → sending server → network → receiving server → tar x. Passing the
+bytes through Python costs a copy in and a copy out on each server (more CPU than either tar); here they
+stay in the kernel:
 
 - the sending server (`send_chunks`) splices GNU tar's stdout into the connection's socket, framing it as
   HTTP/1.1 chunks itself (uvicorn writes the response head and the last, empty chunk);

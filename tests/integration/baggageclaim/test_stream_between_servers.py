@@ -116,7 +116,8 @@ def test_both_sides_take_the_zero_copy_path_and_a_plain_client_reads_it(server_f
         assert spies == {"send_chunks": 2, "peer_body": 1}
 
 
-def test_a_hostile_peer_body_is_refused_on_the_zero_copy_path(server_factory, tmpfs: Path, spies: dict) -> None:
+def test_a_hostile_peer_body_is_refused_on_the_zero_copy_path(server_factory, tmpfs: Path,
+                                                              spies: dict) -> None:
     b = server_factory(tmpfs / "b", "naive")
     peer = FakePeer()
     try:

@@ -25,7 +25,8 @@ from .test_tarpipe import big_tree, snapshot
 
 LIMIT = 1 << 30
 
-pytestmark = pytest.mark.skipif(not (zerocopy.AVAILABLE and tarpipe.gnu_tar()), reason="needs os.splice and GNU tar")
+pytestmark = pytest.mark.skipif(not (zerocopy.AVAILABLE and tarpipe.gnu_tar()),
+                                reason="needs os.splice and GNU tar")
 
 
 class FakePeer:
@@ -161,7 +162,8 @@ def test_members_that_tarpipe_does_not_handle_go_on_through_tarfile(tmp_path: Pa
     assert pull(peer, vol, raw) == 3
     assert handovers  # the sparse member and what follows went through tarfile
     assert (vol / "before").read_bytes() == (src / "before").read_bytes()
-    assert (vol / "sparse").read_bytes() == (src / "sparse").read_bytes() and (vol / "z-after").read_text() == "a"
+    assert (vol / "sparse").read_bytes() == (src / "sparse").read_bytes()
+    assert (vol / "z-after").read_text() == "a"
 
 
 BIG = entry("first", data=os.urandom(200_000))  # spliced into tar before the hostile entry is read
@@ -250,7 +252,8 @@ def test_a_dropped_connection_into_an_empty_volume_leaves_it_empty(vol: Path, pe
 @pytest.mark.parametrize(
     ("resp", "match"),
     [
-        (b"HTTP/1.1 404 Not Found\r\ncontent-length: 23\r\n\r\n{\"detail\": \"no volume\"}", "answered 404.*no volume"),
+        (b"HTTP/1.1 404 Not Found\r\ncontent-length: 23\r\n\r\n{\"detail\": \"no volume\"}",
+         "answered 404.*no volume"),
         (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n", "bad chunk size"),
         (b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n", "transfer-encoding"),
         (b"SSH-2.0-OpenSSH\r\n\r\n", "not an HTTP/1.x response"),
