@@ -107,6 +107,7 @@ def test_both_sides_take_the_zero_copy_path_and_a_plain_client_reads_it(server_f
         # an ordinary HTTP/1.1 client (httpx) reads the spliced chunks as any other body
         raw = b"".join(ac.stream_out("src", path="d3"))
         assert spies["send_chunks"] == 2
+        assert ac.get("src").handle == "src"  # the kept-alive connection carries on after the spliced body
         with tarfile.open(fileobj=io.BytesIO(raw)) as tf:
             got = {m.name: tf.extractfile(m).read() for m in tf if m.isreg()}  # type: ignore[union-attr]
         assert got == {f"./{n[3:]}": d for n, d in files.items() if n.startswith("d3/")}
