@@ -270,6 +270,31 @@ def peer_chunks(src: StreamFrom, token: str) -> Iterator[bytes]:
         raise PeerError(f"streaming volume {src.handle!r} from {src.url} failed: {e.__class__.__name__}: {e}") from e
 
 
+async def _own_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args) in a thread of its own: a whole stream-out must not hold one of the default executor's few
+    threads (stream-ins, and the other server of a pair streaming both ways, need them)."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)
+
+    def run() -> None:
+        try:
+            result, error = fn(*args), None
+        except BaseException as e:  # noqa: BLE001 - handed to the awaiting coroutine
+            result, error = None, e
+        loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="stream-out", daemon=True).start()
+    return await done
+
+
 class SplicedTar(Response):
     """Raw stream-out on a plain connection: tar's stdout spliced into the socket as HTTP/1.1 chunks
     (`zerocopy.send_chunks`); uvicorn writes the head and the last chunk. A client that goes away kills
@@ -291,7 +316,7 @@ class SplicedTar(Response):
             while self.transport.get_write_buffer_size() and not self.transport.is_closing():
                 await asyncio.sleep(0.001)  # the head goes first
             if not self.transport.is_closing():
-                await asyncio.to_thread(zerocopy.send_chunks, self.out, self.sock)
+                await _own_thread(zerocopy.send_chunks, self.out, self.sock)
                 sent = True
         except OSError as e:  # the client went away (or stopped reading after the end of the archive)
             LOG.info("stream-out client went away", what=self.what, error=str(e))

@@ -171,3 +171,30 @@ def test_a_peer_dropping_mid_file_or_past_the_limit_leaves_the_volume_as_it_was(
             assert spies["peer_body"] == 3
     finally:
         peer.close()
+
+
+@pytest.mark.timeout(120)
+def test_stalled_stream_out_clients_do_not_starve_the_server(server_factory, tmpfs: Path, spies: dict) -> None:
+    """Each spliced stream-out has a thread of its own: clients that stop reading must not use up the
+    threads that stream-ins (here, and on a peer streaming the other way) need."""
+    import httpx
+
+    from airside.baggageclaim import routes
+
+    a = server_factory(tmpfs / "a", "naive")
+    stalled: list[tuple[httpx.Client, httpx.Response]] = []
+    with VolumeClient(a.url, TOKEN) as ac:
+        (Path(ac.create("big").path) / "f").write_bytes(os.urandom(8 << 20))
+        try:
+            for _ in range(10):  # more than the default executor's threads on a small machine
+                c = httpx.Client(base_url=a.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+                r = c.send(c.build_request("GET", routes.STREAM_OUT.url(handle="big")), stream=True)
+                assert r.status_code == 200
+                stalled.append((c, r))
+            ac.create("other")
+            assert ac.stream_in("other", tar_bytes([entry("x", data=b"y")])) == 1
+            assert spies["send_chunks"] == 10
+        finally:
+            for c, r in stalled:
+                r.close()
+                c.close()
