@@ -517,13 +517,14 @@ def classify(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]],
                        reason="the Job was deleted outside airside before the task finished (by a person, a "
                               "namespace deletion or ttlSecondsAfterFinished)")
     jname = (job.get("metadata") or {}).get("name", "")
+    deadline = (job.get("spec") or {}).get("activeDeadlineSeconds")
+    deadline_verdict = Verdict("infra", kind="DeadlineExceeded",
+                               reason=f"the task ran longer than its timeout ({deadline}s, activeDeadlineSeconds; "
+                                      "setting kubernetes_task_timeout) and Kubernetes stopped it (DeadlineExceeded)")
     for ctype in ("FailureTarget", "Failed"):
         c = _condition(job, ctype)
         if c and c.get("status") == "True" and c.get("reason") == "DeadlineExceeded":
-            deadline = (job.get("spec") or {}).get("activeDeadlineSeconds")
-            return Verdict("infra", kind="DeadlineExceeded",
-                           reason=f"the task ran longer than its timeout ({deadline}s, activeDeadlineSeconds; "
-                                  "setting kubernetes_task_timeout) and Kubernetes stopped it (DeadlineExceeded)")
+            return deadline_verdict
     pod = max(pods, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""), default=None)
     if pod is None:
         return _classify_without_pod(job, jname, events, now, schedule_timeout)
@@ -583,6 +584,10 @@ def classify(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]],
                            reason=f"container {s.get('name')} cannot be created ({why}): {waiting.get('message', '')}")
 
     if pod.get("metadata", {}).get("deletionTimestamp") and not term:
+        started = _ts((job.get("status") or {}).get("startTime"))
+        if deadline and started and (now - started).total_seconds() >= float(deadline):
+            # the Job controller deletes the pod of a Job past its deadline before it sets the condition
+            return deadline_verdict
         return Verdict("infra", kind="PodDeleted",
                        reason=f"pod {pname} was deleted before the task finished (not by airside)")
     if pst.get("phase") == "Failed":

@@ -316,6 +316,10 @@ def test_deadline_and_deletions_are_errors_with_the_kubernetes_reason() -> None:
     v = _classify(_job(conditions=deadline), [_pod(main=[(TASK, {"terminated": {"exitCode": 137}})])])
     assert v.kind == "DeadlineExceeded" and "60s" in v.reason and not v.requeue
     assert _classify(_job(), [_pod(deleting=True)]).kind == "PodDeleted"
+    assert _classify(_job(startTime=_t(30)), [_pod(deleting=True)]).kind == "PodDeleted"  # 30s of a 60s deadline
+    # past its deadline, the Job controller deletes the pod before the Job shows the condition
+    v = _classify(_job(startTime=_t(61)), [_pod(deleting=True)])
+    assert v.kind == "DeadlineExceeded" and "60s" in v.reason
     gone = [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]
     assert _classify(_job(conditions=gone, failed=1), []).kind == "PodDeleted"
     assert _classify(None, []).kind == "JobDeleted"
