@@ -2,6 +2,8 @@ from pathlib import Path
 
 import pytest
 
+from airside.baggageclaim import tarpipe
+
 
 @pytest.fixture
 def vol(tmp_path: Path) -> Path:
@@ -10,3 +12,17 @@ def vol(tmp_path: Path) -> Path:
     d.mkdir()
     (tmp_path / "outside").mkdir()
     return d
+
+
+@pytest.fixture
+def handovers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Why each stream went over to tarfile (empty: tar x did it all)."""
+    seen: list[str] = []
+    real = tarpipe.Handover.__init__
+
+    def init(self: Exception, *args: object) -> None:
+        seen.append(str(args[0]) if args else "")
+        real(self, *args)
+
+    monkeypatch.setattr(tarpipe.Handover, "__init__", init)
+    return seen

@@ -21,22 +21,6 @@ from .tarballs import chunks, entry, tar_bytes
 LIMIT = 1 << 30
 
 
-
-
-@pytest.fixture
-def handovers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Why each stream went over to tarfile (empty: tar x did it all)."""
-    seen: list[str] = []
-    real = tarpipe.Handover.__init__
-
-    def init(self: Exception, *args: object) -> None:
-        seen.append(str(args[0]) if args else "")
-        real(self, *args)
-
-    monkeypatch.setattr(tarpipe.Handover, "__init__", init)
-    return seen
-
-
 def extract(vol: Path, raw: bytes, sub: str = "", privileged: bool = False, **kw):
     return streaming.extract(chunks(raw, kw.pop("size", 4096)), vol, sub, privileged=privileged,
                              limit=kw.pop("limit", LIMIT), **kw)

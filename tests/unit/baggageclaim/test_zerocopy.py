@@ -78,19 +78,6 @@ def peer() -> Iterator[FakePeer]:
     p.close()
 
 
-@pytest.fixture
-def handovers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    seen: list[str] = []
-    real = tarpipe.Handover.__init__
-
-    def init(self: Exception, *args: object) -> None:
-        seen.append(str(args[0]) if args else "")
-        real(self, *args)
-
-    monkeypatch.setattr(tarpipe.Handover, "__init__", init)
-    return seen
-
-
 def chunked(body: bytes, sizes: list[int]) -> bytes:
     """body in HTTP/1.1 chunks of the given sizes (the last one repeated), then the last chunk."""
     out, pos, i = [], 0, 0
