@@ -116,8 +116,15 @@ def test_volume_dir_on_the_containers_overlay_root(release_factory, driver: str,
         logs = wait_for(lambda: (lg := rel.logs(pod) + rel.k("logs", pod, "--previous", check=False))
                         and "tmpfs" in lg and lg, 240, "the worker's start-up error")
         assert "overlay" in logs and "--baggageclaim-driver naive" in logs, logs[-2000:]
-        status = rel.kj("get", "pod", pod)["status"]["containerStatuses"][0]
-        assert not status["ready"]
+        # it exits with the error (and Kubernetes keeps restarting it); a point-in-time `ready` would race the
+        # seconds each restart runs before failing again
+        def failed_exit() -> int | None:
+            status = rel.kj("get", "pod", pod)["status"]["containerStatuses"][0]
+            ends = [(status.get(k) or {}).get("terminated") for k in ("state", "lastState")]
+            return next((t["exitCode"] for t in ends if t and t.get("exitCode")), None)
+
+        assert wait_for(failed_exit, 120, "the worker container exiting with an error") != 0
+        assert pod not in rel.workers()  # it never registered
     else:
         ws = rel.wait_running_workers({pod})
         assert ws[pod]["volume_driver"] == "naive"
