@@ -192,12 +192,18 @@ class Release:
     def workers(self) -> dict[str, dict]:
         return {w["name"]: w for w in json.loads(self.cli("workers", "--json").stdout or "[]")}
 
-    def wait_running_workers(self, names: set[str], timeout: float = 240) -> dict[str, dict]:
+    def wait_running_workers(self, names: set[str], timeout: float = 420) -> dict[str, dict]:
         def ok() -> dict | None:
             ws = self.workers()
             return ws if {n for n, w in ws.items() if w["state"] == "running"} == names else None
 
-        return wait_for(ok, timeout, f"running workers == {sorted(names)}", every=2)
+        try:
+            return wait_for(ok, timeout, f"running workers == {sorted(names)}", every=2)
+        except AssertionError as e:  # say what the cluster looked like, not only that it took too long
+            pods = self.k("get", "pods", "-o", "wide", check=False)
+            logs = {p: self.logs(p)[-2500:] for p in (f"deploy/{self.fullname}-web", *sorted(names))}
+            raise AssertionError(f"{e}\nworkers: {self.workers()}\n{pods}\n"
+                                 + "\n".join(f"--- {p}\n{text}" for p, text in logs.items())) from None
 
     def worker_pod(self, i: int) -> str:
         return f"{self.fullname}-worker-{i}"
