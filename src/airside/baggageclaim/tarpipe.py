@@ -491,17 +491,9 @@ class StagedWriter(TarWriter):
 
     def flush(self) -> None:
         if len(self.pending) == 1:  # the usual case: one header before spliced data
-            data, self.pending, self.size = self.pending[0], [], 0
-            while True:
-                try:
-                    n = os.write(self.fd, data)
-                except BlockingIOError:
-                    self.drain()
-                    continue
-                self.staged += n
-                if n == len(data):
-                    break
-                data = memoryview(data)[n:]
+            data, self.pending, self.size = memoryview(self.pending[0]), [], 0
+            while data:
+                data = data[self._writev([data]):]
         elif self.pending:
             super().flush()
         if self.staged >= STAGE:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import subprocess
 import tarfile
 from collections.abc import Iterable
+from pathlib import Path
 
 
 def entry(name: str, kind: str = "file", data: bytes = b"", link: str = "", mode: int | None = None,
@@ -32,3 +34,15 @@ def tar_bytes(entries: Iterable[tuple[tarfile.TarInfo, bytes]], truncate: int | 
 
 def chunks(raw: bytes, size: int = 4096) -> list[bytes]:
     return [raw[i : i + size] for i in range(0, len(raw), size)]
+
+
+def sparse_tar(src: Path, before: bytes) -> bytes:
+    """GNU tar --sparse of three members: `before` (these bytes), a 1 MiB sparse file, `z-after`."""
+    src.mkdir()
+    (src / "before").write_bytes(before)
+    with open(src / "sparse", "wb") as f:
+        f.seek(1 << 20)
+        f.write(b"end")
+    (src / "z-after").write_text("a")
+    return subprocess.run(["tar", "--sparse", "-C", str(src), "-cf", "-", "before", "sparse", "z-after"],
+                          check=True, capture_output=True).stdout

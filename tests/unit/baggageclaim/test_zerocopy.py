@@ -20,7 +20,7 @@ import pytest
 from airside.baggageclaim import streaming, tarpipe, zerocopy
 from airside.baggageclaim.errors import BadStream, InvalidRequest, PeerError, StreamTooLarge
 
-from .tarballs import chunks, entry, tar_bytes
+from .tarballs import chunks, entry, sparse_tar, tar_bytes
 from .test_tarpipe import big_tree, snapshot
 
 LIMIT = 1 << 30
@@ -136,14 +136,7 @@ def test_a_tree_arrives_as_the_tarfile_path_writes_it(tmp_path: Path, peer: Fake
 def test_members_that_tarpipe_does_not_handle_go_on_through_tarfile(tmp_path: Path, peer: FakePeer,
                                                                    handovers: list) -> None:
     src = tmp_path / "src"
-    src.mkdir()
-    (src / "before").write_bytes(os.urandom(100_000))
-    with open(src / "sparse", "wb") as f:
-        f.seek(1 << 20)
-        f.write(b"end")
-    (src / "z-after").write_text("a")
-    raw = subprocess.run(["tar", "--sparse", "-C", str(src), "-cf", "-", "before", "sparse", "z-after"],
-                         check=True, capture_output=True).stdout
+    raw = sparse_tar(src, os.urandom(100_000))
     vol = tmp_path / "vol"
     vol.mkdir()
     assert pull(peer, vol, raw) == 3
