@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -48,18 +49,48 @@ def _find_kubectl() -> str | None:
     return shutil.which("kubectl")
 
 
+RETRIED_VERBS = {"get", "logs", "describe", "wait", "apply", "top", "version", "api-resources"}
+TRANSIENT = re.compile(
+    r"connection reset by peer|connection refused|broken pipe|unexpected EOF|i/o timeout|TLS handshake timeout"
+    r"|the server is currently unable to handle the request|http2: client connection lost"
+    r"|error dialing backend|net/http: request canceled|Error from server \(InternalError\)"
+    r"|the object has been modified",  # apply racing a controller's update
+    re.IGNORECASE,
+)
+
+
+def _transient(args: tuple[str, ...], stderr: str) -> bool:
+    verb = next((a for a in args if not a.startswith("-") and a not in _flag_values(args)), "")
+    return verb in RETRIED_VERBS and bool(TRANSIENT.search(stderr))
+
+
+def _flag_values(args: tuple[str, ...]) -> set[str]:
+    """The values of flags given as two arguments (`-n ns`), which are not the verb."""
+    return {args[i + 1] for i, a in enumerate(args[:-1]) if a in ("-n", "--namespace", "--context", "-l")}
+
+
 class Kube:
     def __init__(self, kubeconfig: str, kubectl: str):
         self.kubeconfig = kubeconfig
         self.kubectl_bin = kubectl
 
     def run(self, *args: str, input: str | None = None, check: bool = True) -> str:
-        r = subprocess.run(
-            [self.kubectl_bin, "--kubeconfig", self.kubeconfig, *args],
-            input=input,
-            capture_output=True,
-            text=True,
-        )
+        """kubectl with args. A command that only reads (or applies) is retried for up to a minute when
+        it fails on a dropped connection to the API server or a kubelet (seen in CI: `kubectl logs`
+        answered `connection reset by peer` by the node's kubelet); any other failure is returned or
+        raised at once."""
+        deadline = time.monotonic() + 60
+        while True:
+            r = subprocess.run(
+                [self.kubectl_bin, "--kubeconfig", self.kubeconfig, *args],
+                input=input,
+                capture_output=True,
+                text=True,
+            )
+            if r.returncode == 0 or not _transient(args, r.stderr) or time.monotonic() > deadline:
+                break
+            print(f"kubectl {' '.join(args)}: transient failure, retrying: {r.stderr.strip()}")
+            time.sleep(2)
         if check and r.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {r.stderr}\n{r.stdout}")
         return r.stdout

@@ -687,6 +687,18 @@ def load_api_client(kubeconfig: str | None = None) -> Any:
                             "(set kubernetes_kubeconfig / AIRSIDE_KUBERNETES_KUBECONFIG)") from e
 
 
+LOG_RETRY_SECONDS = 60  # how long `logs` retries a failing log request before giving up
+
+
+def _log_transient(e: Exception) -> bool:
+    """A log request failing on the way to the kubelet (it restarted, the connection dropped), or the API
+    server busy: worth a retry."""
+    status = getattr(e, "status", None) or 0
+    return status == 0 or status in (429, 502, 503, 504) or (
+        status == 500 and bool(re.search(r"connection reset|connection refused|EOF|i/o timeout|dial|broken pipe",
+                                         str(getattr(e, "body", "") or e), re.IGNORECASE)))
+
+
 def _api_error(e: Exception, what: str) -> RuntimeError_:
     status = getattr(e, "status", None)
     body = getattr(e, "body", None) or str(e)
@@ -920,6 +932,7 @@ class KubernetesRuntime(Runtime):
 
     def logs(self, handle: str, follow: bool = True) -> Iterator[LogChunk]:
         from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
 
         name = job_name(handle)
         while True:  # until the task container has started (or it never will)
@@ -932,21 +945,57 @@ class KubernetesRuntime(Runtime):
             if verdict.done or not follow:
                 return
             self._await_change(handle, rv, self.poll_interval)
-        try:
-            resp = self.core.read_namespaced_pod_log(pod["metadata"]["name"], self.namespace, container=TASK,
-                                                     follow=follow, _preload_content=False)
-        except ApiException as e:
-            if e.status in (400, 404):  # the pod went away meanwhile
-                return
-            raise _api_error(e, f"reading the logs of {name}") from None
-        try:
-            for data in resp.stream(65536, decode_content=False):
-                if data:
-                    yield LogChunk("stdout", data)
-        except OSError as e:  # the pod was deleted while we followed
-            log.debug("log stream ended", handle=handle, error=str(e))
-        finally:
-            resp.release_conn()
+        pod_name = pod["metadata"]["name"]
+        delivered = 0  # bytes of the container's log already given to the caller
+        deadline = time.monotonic() + LOG_RETRY_SECONDS
+        while True:
+            try:
+                resp = self.core.read_namespaced_pod_log(pod_name, self.namespace, container=TASK, follow=follow,
+                                                         _preload_content=False)
+            except ApiException as e:
+                if e.status in (400, 404):  # the pod went away meanwhile, or its kubelet is restarting
+                    if time.monotonic() > deadline or not self._pod_exists(name, pod_name):
+                        return
+                elif not _log_transient(e) or time.monotonic() > deadline:
+                    raise _api_error(e, f"reading the logs of {name}") from None
+                log.warning("reading the task's log failed; retrying", handle=handle, error=_api_error(e, "").args[0])
+                time.sleep(1)
+                continue
+            skip, dropped = delivered, False
+            try:
+                for data in resp.stream(65536, decode_content=False):
+                    if skip:  # a reconnection starts the log again: skip what the caller has
+                        cut = min(skip, len(data))
+                        data, skip = data[cut:], skip - cut
+                    if data:
+                        delivered += len(data)
+                        yield LogChunk("stdout", data)
+            except (OSError, HTTPError) as e:  # the connection to the API server or the kubelet dropped
+                dropped = True
+                log.debug("log stream ended", handle=handle, error=str(e))
+            finally:
+                resp.release_conn()
+            if not follow or not self._still_running(name, pod_name):
+                return  # ended with the container (or the pod was deleted): the log is complete
+            # The stream ended while the task runs: a kubelet restart or a dropped API connection. Reading the
+            # log again from its start and skipping what was delivered keeps it whole (unless the kubelet
+            # rotated the file meanwhile, past 10 MiB by default: then the skip is approximate).
+            log.warning("the task's log stream ended while the task runs; reconnecting", handle=handle,
+                        delivered=delivered, error=dropped or None)
+            deadline = time.monotonic() + LOG_RETRY_SECONDS
+            time.sleep(0.5)
+
+    def _live_pod(self, name: str, pod_name: str) -> dict[str, Any] | None:
+        pods, _ = self._pods(name)
+        pod = next((p for p in pods if p["metadata"]["name"] == pod_name), None)
+        return None if pod is None or pod["metadata"].get("deletionTimestamp") else pod
+
+    def _pod_exists(self, name: str, pod_name: str) -> bool:
+        return self._live_pod(name, pod_name) is not None
+
+    def _still_running(self, name: str, pod_name: str) -> bool:
+        pod = self._live_pod(name, pod_name)
+        return pod is not None and "running" in ((_status(pod, TASK) or {}).get("state") or {})
 
     def _stop(self, handle: str, grace_seconds: int | None = None) -> None:
         stop_job(self.api, self.namespace, job_name(handle), secret_name(handle), grace_seconds)

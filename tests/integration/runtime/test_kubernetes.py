@@ -306,3 +306,30 @@ def test_task_with_inputs_and_an_output(runtime: KubernetesRuntime, artifact_sto
         vc.get_dir("out-1", tmp_path / "out")
         assert (tmp_path / "out" / "copied.txt").read_text() == "from the artifact store\n"
         assert (tmp_path / "out" / "new.txt").read_text() == "made\n"
+
+
+def test_log_survives_a_kubelet_restart(runtime: KubernetesRuntime, shell_image: str) -> None:
+    """The kubelet serving a task's log restarts while the log is followed (its connection drops): the log
+    the caller gets is still whole, in order, without a line twice."""
+    spec = _spec(shell_image, "i=0; while [ $i -lt 60 ]; do i=$((i+1)); echo line-$i; sleep 0.2; done")
+    got: list[bytes] = []
+    try:
+        runtime.prepare(spec)
+        runtime.start(spec.handle)
+        chunks = runtime.logs(spec.handle)
+        for chunk in chunks:
+            got.append(chunk.data)
+            if b"line-5\n" in b"".join(got):
+                break
+        node = runtime._pods(job_name(spec.handle))[0][-1]["spec"]["nodeName"]
+        if shutil.which("docker") is None or subprocess.run(["docker", "inspect", node],
+                                                            capture_output=True).returncode != 0:
+            pytest.skip(f"node {node} is not a local docker container (a kind node) whose kubelet can be restarted")
+        subprocess.run(["docker", "exec", node, "systemctl", "restart", "kubelet"], check=True)
+        got.extend(c.data for c in chunks)
+        status = runtime.wait(spec.handle, timeout=120)
+        assert status is not None and status.code == 0
+    finally:
+        runtime.destroy(spec.handle)
+    lines = b"".join(got).decode().splitlines()
+    assert lines == [f"line-{i}" for i in range(1, 61)]
