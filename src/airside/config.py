@@ -20,6 +20,7 @@ ENV_PREFIX = "AIRSIDE_"
 
 # roles: which commands read a setting. "client" = operator commands and execute.
 WEB, WORKER, BAGGAGECLAIM, CLIENT, COMMON = "web", "worker", "baggageclaim", "client", "common"
+WORKER_STATE_FILE = "state"  # in the work dir: the worker's readiness probe reads it
 
 
 def _f(default: Any, description: str, *roles: str, secret: bool = False, file: bool = False,
@@ -240,6 +241,11 @@ class Settings(BaseSettings):
     @property
     def resolved_work_dir(self) -> Path:
         return self.work_dir or self.data_dir / "worker"
+
+    @property
+    def worker_state_file(self) -> Path:
+        """Where a registered worker keeps its state as web last answered it (see `Beacon.state`)."""
+        return self.resolved_work_dir / WORKER_STATE_FILE
 
     @property
     def resolved_volumes_dir(self) -> Path:

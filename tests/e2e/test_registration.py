@@ -24,6 +24,8 @@ def test_every_worker_pod_is_running_with_platform_and_tags(rel: Release) -> Non
         assert (w["platform"], w["tags"], w["state"]) == ("linux", ["e2e"], "running")
         assert w["volume_driver"] in ("naive", "overlay", "btrfs") and w["runtime"] == "oci"
         assert w["baggageclaim_url"].startswith("http://") and w["baggageclaim_url"].endswith(":7788")
+    # the readiness probe (the worker's state file) agrees with web
+    rel.k("wait", "--for=condition=Ready", f"pod/{rel.worker_pod(0)}", f"pod/{rel.worker_pod(1)}", "--timeout=60s")
 
 
 def test_helm_test_on_the_default_values(rel: Release) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -218,6 +219,38 @@ def test_worker_waits_for_web_that_starts_later(tmp_path: Path) -> None:
         wait_for(lambda: "web unreachable, will retry" in wk.output(), what="retry log")
         web.start()
         wait_for(lambda: state_of(web.client(), "early") == "running", what="registered once web is up")
+    finally:
+        wk.stop()
+        web.stop()
+
+
+def test_state_file_is_what_the_readiness_probe_reads(tmp_path: Path) -> None:
+    """The worker's state file (the chart's readiness probe, compose's healthcheck): a file an earlier
+    process left is gone before this one registers, it says running once web has the worker running, and
+    it is gone once the worker has drained and exited."""
+    from airside.packaging.model import components
+
+    probe = list(components()["worker"].readiness.command)
+    web = WebProc(tmp_path)
+    wk = WorkerProc(tmp_path, web, "ready")
+    state = Settings(**{k: v for k, v in wk.settings.items() if k in ("data_dir", "work_dir")}).worker_state_file
+    state.parent.mkdir(parents=True)
+    state.write_text("running\n")  # left by a process that was killed
+
+    def ready() -> bool:
+        return subprocess.run([*probe[:-1], str(state)], capture_output=True).returncode == 0
+
+    wk.start()
+    try:
+        wait_for(lambda: "web unreachable, will retry" in wk.output(), what="the worker waiting for web")
+        assert not state.exists() and not ready()
+        web.start()
+        wait_for(lambda: state_of(web.client(), "ready") == "running", what="registered")
+        wait_for(ready, what="the probe passing")
+        assert state.read_text() == "running\n"
+        assert run_cli(web, "land-worker", "ready").returncode == 0
+        assert wk.wait() == 0
+        assert not state.exists() and not ready()
     finally:
         wk.stop()
         web.stop()

@@ -24,7 +24,16 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from airside.config import BAGGAGECLAIM, COMMON, WEB, WORKER, Settings, env_encoding, env_name
+from airside.config import (
+    BAGGAGECLAIM,
+    COMMON,
+    WEB,
+    WORKER,
+    WORKER_STATE_FILE,
+    Settings,
+    env_encoding,
+    env_name,
+)
 
 # Signal names the worker understands (airside.worker.signals is the truth; a unit test cross-checks).
 # Packaging sits in the same layer as the worker and does not import it.
@@ -280,7 +289,10 @@ def components() -> dict[str, Component]:
             name="worker", role=WORKER, command=("worker",),
             description="Beacon, volume server, container runtime and reaper in one process.",
             ports=(bc_port,),
-            liveness=Probe("exec", command=("sh", "-c", "kill -0 1"), initial_delay=10, period=30),
+            # no liveness probe: the worker exits on what it cannot recover from, and the kubelet restarts it
+            # ready while web says the worker is running (not before it registered, not while it drains)
+            readiness=Probe("exec", command=("grep", "-qx", "running", f"{DATA_DIR}/worker/{WORKER_STATE_FILE}"),
+                            initial_delay=2, period=5, failure_threshold=1),
             volumes=(Volume("work", f"{DATA_DIR}/worker", False, "20Gi"),),
             managed={
                 "data_dir": Managed("literal", DATA_DIR),

@@ -17,8 +17,11 @@ Contract:
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
+from pathlib import Path
 from typing import Protocol
 
 from airside.core import log
@@ -61,13 +64,46 @@ class Beacon:
         heartbeat_interval: float = 10.0,
         drain_timeout: float = 300.0,
         work: Work | None = None,
+        state_file: Path | None = None,
     ) -> None:
         self.client, self.reg = client, registration
         self.interval, self.drain_timeout = heartbeat_interval, drain_timeout
         self.work = work or NoWork()
         self.draining: Action | None = None
-        self.state: WorkerState | None = None
+        self.state_file = state_file
+        self._state: WorkerState | None = None
         self._stop_heartbeats = threading.Event()
+        self._forget_state()  # a file left by an earlier process says nothing about this one
+
+    @property
+    def state(self) -> WorkerState | None:
+        """The worker's state as web last answered it. With a state_file, the file holds it (one word and a
+        newline: running, landing, ...) for probes that cannot ask web (`grep -qx running FILE` is the
+        chart's readiness probe and compose's healthcheck); `close` removes it."""
+        return self._state
+
+    @state.setter
+    def state(self, value: WorkerState | None) -> None:
+        changed, self._state = value != self._state, value
+        if changed and self.state_file is not None:
+            if value is None:
+                self._forget_state()
+                return
+            tmp = self.state_file.with_name(self.state_file.name + ".tmp")
+            try:
+                tmp.write_text(f"{value}\n")
+                os.replace(tmp, self.state_file)
+            except OSError as e:
+                LOG.warning("could not write the state file", path=str(self.state_file), error=str(e))
+
+    def _forget_state(self) -> None:
+        if self.state_file is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.state_file.unlink()
+
+    def close(self) -> None:
+        """The worker process ends: it is no longer anything a probe should trust."""
+        self._forget_state()
 
     @property
     def name(self) -> str:

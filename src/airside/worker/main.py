@@ -123,7 +123,7 @@ def run(settings: Settings, work: Work | None = None) -> int:
     work = work or tasks
     beacon = Beacon(client, registration(settings, boot_epoch, volumes.url,
                                                   volumes.repository.driver.name, runtime.name), heartbeat_interval=settings.heartbeat_interval,
-                    drain_timeout=settings.drain_timeout, work=work)
+                    drain_timeout=settings.drain_timeout, work=work, state_file=settings.worker_state_file)
 
     actions: queue.Queue[Action | Exception] = queue.Queue()
     stop_now, registered, stop_registering = threading.Event(), threading.Event(), threading.Event()
@@ -209,5 +209,6 @@ def run(settings: Settings, work: Work | None = None) -> int:
     finally:
         stopping.set()
         beacon.stop_heartbeats()
+        beacon.close()
         volumes.stop()
         client.close()

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from airside.config import env_name
+from airside.config import Settings, env_name
 from airside.packaging import model
 
 helm = pytest.importorskip("helm_python", reason="pip install helm-python-sdk (ships Helm v4 as a library)")
@@ -81,6 +81,11 @@ def test_defaults(chart: Path) -> None:
     assert env[env_name("worker_token")]["secretKeyRef"]["key"] == "worker_token"
     assert pod["terminationGracePeriodSeconds"] == int(model.drain_timeout_default()) + model.DRAIN_MARGIN_SECONDS
     assert "kill -s USR2 1" in c["lifecycle"]["preStop"]["exec"]["command"][-1]
+    # ready while web has it running: the probe reads the state file the worker keeps in its work dir
+    probe = c["readinessProbe"]["exec"]["command"]
+    assert probe[-1] == str(Settings(data_dir=model.DATA_DIR, work_dir=env[env_name("work_dir")]).worker_state_file)
+    assert probe[:-1] == ["grep", "-qx", "running"]
+    assert by_kind(docs, "Service")["ci-airside-worker"]["spec"]["publishNotReadyAddresses"] is True
     assert c["securityContext"]["privileged"] is True
     assert pod["volumes"] == [{"name": "work", "emptyDir": {}}]
     assert worker["podManagementPolicy"] == "Parallel"
