@@ -33,7 +33,8 @@ def wait_for(cond: Callable[[], Any], timeout: float = 20.0, what: str = "condit
     raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc!r})" if last_exc else ""))
 
 
-def _env(settings: dict[str, Any]) -> dict[str, str]:
+def cli_env(settings: dict[str, Any]) -> dict[str, str]:
+    """The environment for an `airside` process with these settings (AIRSIDE_* from the caller dropped)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRSIDE_")}
     for k, v in settings.items():
         if v is not None:
@@ -48,7 +49,7 @@ class Proc:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Proc:
-        self.proc = subprocess.Popen([sys.executable, "-m", "airside.cli", *self.args], env=_env(self.settings),
+        self.proc = subprocess.Popen([sys.executable, "-m", "airside.cli", *self.args], env=cli_env(self.settings),
                                      stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
         return self
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.pg import PostgresServer, PostgresUnavailable, free_port
-from tests.procs import Proc, WebProc, _env, wait_for
+from tests.procs import Proc, WebProc, cli_env, wait_for
 
 pytestmark = pytest.mark.postgres
 
@@ -43,7 +43,7 @@ def test_web_gives_up_naming_the_database_but_not_its_password(tmp_path: Path) -
     port = free_port()
     web = WebProc(tmp_path, database_url=f"postgresql://ci:s3cret-pw@127.0.0.1:{port}/airside",
                   database_wait_timeout=2)
-    done = subprocess.run([sys.executable, "-m", "airside.cli", "web"], env=_env(web.settings), capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "airside.cli", "web"], env=cli_env(web.settings), capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 1, done.stderr
     assert f"127.0.0.1:{port}/airside" in done.stderr and "database_wait_timeout" in done.stderr, done.stderr

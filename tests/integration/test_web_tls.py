@@ -13,7 +13,7 @@ import pytest
 
 from airside.config import env_name
 from tests.procs import WebProc, WorkerProc, run_cli, state_of, wait_for
-from tests.procs import _env as proc_env
+from tests.procs import cli_env
 from tests.tlscerts import CertFiles, make_certs
 
 
@@ -86,7 +86,7 @@ def test_worker_with_an_unreadable_ca_file_stops_with_the_reason(tls_web: WebPro
 def _web_start_error(tmp_path: Path, **settings: object) -> str:
     """Start `airside web` with `settings`: it must exit with a usage error instead of serving."""
     web = WebProc(tmp_path, **settings)
-    proc = subprocess.Popen([sys.executable, "-m", "airside.cli", "web"], env=proc_env(web.settings),
+    proc = subprocess.Popen([sys.executable, "-m", "airside.cli", "web"], env=cli_env(web.settings),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 2, out
