@@ -12,8 +12,7 @@ import httpx
 import pytest
 
 from airside.config import env_name
-from tests.procs import WebProc, WorkerProc, run_cli, state_of, wait_for
-from tests.procs import cli_env
+from tests.procs import WebProc, WorkerProc, cli_env, run_cli, state_of, wait_for
 from tests.tlscerts import CertFiles, make_certs
 
 
