@@ -181,7 +181,8 @@ class Settings(BaseSettings):
         3600.0, "Seconds a task Job may run (activeDeadlineSeconds, scheduling included); 0 means no limit.", WEB, ge=0
     )
     kubernetes_schedule_timeout: float = _f(
-        300.0, "Seconds a task pod may stay unscheduled, or scheduled without starting, before it errors.", WEB, gt=0
+        300.0, "Seconds a task pod may stay unscheduled, or scheduled without starting, before it errors (and how "
+        "long web waits for the artifact store to answer before it errors a build).", WEB, gt=0
     )
     kubernetes_ttl_after_finished: int = _f(
         600, "Seconds Kubernetes keeps a finished task Job nobody deleted (ttlSecondsAfterFinished).", WEB, ge=0

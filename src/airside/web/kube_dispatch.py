@@ -22,7 +22,8 @@ from __future__ import annotations
 import base64
 import signal
 import threading
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 
 from airside.baggageclaim.client import VolumeClient, VolumeClientError
 from airside.config import secret
@@ -93,6 +94,7 @@ class KubeDispatcher:
                                      f"web restarted while Job {handle} was being set up", self.web.clock())
                 return
             if not adopt:
+                self._await_store(lg)
                 volumes = self._put_inputs(build_id, handle, inputs)
                 for ph in (Phase.image_ready, Phase.inputs_ready):
                     self._phase(build_id, attempt, ph)
@@ -134,6 +136,27 @@ class KubeDispatcher:
             with self.lock:
                 self.threads.pop(build_id, None)
             self.web.wake_scheduler()
+
+    def _await_store(self, lg: Any) -> None:  # noqa: ANN401
+        """Waits up to `kubernetes_schedule_timeout` for the artifact store to answer (its pod starting or
+        restarting: connection refused, 502/503), logging each retry; then raises VolumeClientError naming
+        how long it waited. Other answers (a wrong token: 401) raise at once."""
+        wait = self.web.settings.kubernetes_schedule_timeout
+        deadline, delay = time.monotonic() + wait, 1.0
+        with self.store() as store:
+            while True:
+                try:
+                    store.info()
+                    return
+                except VolumeClientError as e:
+                    if e.status not in (0, 502, 503, 504):
+                        raise
+                    if time.monotonic() + delay > deadline:
+                        raise VolumeClientError(e.status, f"{e.message} (waited {wait:.0f}s: "
+                                                          "kubernetes_schedule_timeout)") from None
+                    lg.warning("artifact store not answering; waiting", error=e.message, retry_in=delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     def _phase(self, build_id: int, attempt: int, ph: Phase) -> None:
         with self.web.tx() as s:

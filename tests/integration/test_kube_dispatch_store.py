@@ -1,0 +1,80 @@
+"""Web's Kubernetes dispatcher waits for the cluster's artifact store (a real volume server that starts
+late) instead of erroring a build the moment its pod is not up yet (seen in an e2e run: the first build of a
+fresh release errored `Connection refused`)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from airside.baggageclaim.client import VolumeClientError
+from airside.baggageclaim.server import BackgroundServer
+from airside.config import Settings
+from airside.core import log
+from airside.web.kube_dispatch import KubeDispatcher
+
+TOKEN = "store-token"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _dispatcher(port: int, wait: float, token: str = TOKEN) -> KubeDispatcher:
+    # only what _await_store uses: the settings and the store's URL and token (no cluster needed)
+    d = KubeDispatcher.__new__(KubeDispatcher)
+    d.web = SimpleNamespace(settings=Settings(kubernetes_schedule_timeout=wait))
+    d.store_url, d.token = f"http://127.0.0.1:{port}", token
+    return d
+
+
+def _store(tmp_path: Path, port: int) -> BackgroundServer:
+    return BackgroundServer(Settings(volumes_dir=tmp_path / "volumes", baggageclaim_driver="naive",
+                                     baggageclaim_bind_host="127.0.0.1", baggageclaim_bind_port=port,
+                                     baggageclaim_token=TOKEN, data_dir=tmp_path / "data", log_level="warning"))
+
+
+def test_waits_for_an_artifact_store_that_starts_late(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    port = _free_port()
+    store = _store(tmp_path, port)
+    started = threading.Event()
+
+    def start_later() -> None:
+        time.sleep(3)
+        store.start()
+        started.set()
+
+    threading.Thread(target=start_later, daemon=True).start()
+    try:
+        _dispatcher(port, wait=60)._await_store(log.get("test"))
+        assert started.is_set()
+        assert "artifact store not answering; waiting" in capsys.readouterr().out
+    finally:
+        started.wait(30)
+        store.stop()
+
+
+def test_gives_up_after_the_schedule_timeout_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(VolumeClientError) as e:
+        _dispatcher(_free_port(), wait=2)._await_store(log.get("test"))
+    assert e.value.status == 0 and "cannot reach the volume server" in e.value.message
+    assert "waited 2s: kubernetes_schedule_timeout" in e.value.message
+
+
+def test_a_wrong_token_fails_at_once(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    port = _free_port()
+    store = _store(tmp_path, port).start()
+    try:
+        with pytest.raises(VolumeClientError) as e:
+            _dispatcher(port, wait=60, token="wrong")._await_store(log.get("test"))
+        assert e.value.status == 401
+        assert "waiting" not in capsys.readouterr().out  # not retried: waiting would not fix it
+    finally:
+        store.stop()
