@@ -11,6 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from structlog.testing import capture_logs
 
 from airside.baggageclaim.client import VolumeClientError
 from airside.baggageclaim.server import BackgroundServer
@@ -41,7 +42,7 @@ def _store(tmp_path: Path, port: int) -> BackgroundServer:
                                      baggageclaim_token=TOKEN, data_dir=tmp_path / "data", log_level="warning"))
 
 
-def test_waits_for_an_artifact_store_that_starts_late(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_waits_for_an_artifact_store_that_starts_late(tmp_path: Path) -> None:
     port = _free_port()
     store = _store(tmp_path, port)
     started = threading.Event()
@@ -53,9 +54,10 @@ def test_waits_for_an_artifact_store_that_starts_late(tmp_path: Path, capsys: py
 
     threading.Thread(target=start_later, daemon=True).start()
     try:
-        _dispatcher(port, wait=60)._await_store(log.get("test"))
+        with capture_logs() as logs:
+            _dispatcher(port, wait=60)._await_store(log.get("test"))
         assert started.is_set()
-        assert "artifact store not answering; waiting" in capsys.readouterr().out
+        assert any(e["event"] == "artifact store not answering; waiting" for e in logs), logs
     finally:
         started.wait(30)
         store.stop()
@@ -68,13 +70,13 @@ def test_gives_up_after_the_schedule_timeout_naming_it(tmp_path: Path) -> None:
     assert "waited 2s: kubernetes_schedule_timeout" in e.value.message
 
 
-def test_a_wrong_token_fails_at_once(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_a_wrong_token_fails_at_once(tmp_path: Path) -> None:
     port = _free_port()
     store = _store(tmp_path, port).start()
     try:
-        with pytest.raises(VolumeClientError) as e:
+        with capture_logs() as logs, pytest.raises(VolumeClientError) as e:
             _dispatcher(port, wait=60, token="wrong")._await_store(log.get("test"))
         assert e.value.status == 401
-        assert "waiting" not in capsys.readouterr().out  # not retried: waiting would not fix it
+        assert not [x for x in logs if "waiting" in x["event"]]  # not retried: waiting would not fix it
     finally:
         store.stop()
