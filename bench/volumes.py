@@ -12,7 +12,9 @@ Builds a parent tree of N files (default 20,000, ~500 MB total, 100 per director
    (stream-from: tar out of server A, extract with the safety checks in server B) against a local
    `tar -C src -cf - . | tar -C dst -xf -` pipe, runs alternating, best of --stream-runs each:
    pipe time / stream time (target ≥ 0.8). Every run is printed, with the CPU seconds each server
-   spent on the stream, itself and in its tar (tar c on A, tar x on B). Off tmpfs the copies are removed
+   spent on the stream, itself and in its tar (tar c on A, tar x on B), and how many cores the machine
+   kept busy during the pipe and the stream (the stream runs four CPU-bound processes, the pipe two: on a
+   machine with few cores that, not the servers' own cost, bounds the ratio). Off tmpfs the copies are removed
    after the last run (room for 2 x --stream-runs copies of the tree).
 
     sudo python bench/volumes.py [--files 20000] [--mb 500] [--dir /var/tmp] [--streams-only]
@@ -93,6 +95,19 @@ def cpu(pid: int) -> tuple[float, float]:
     return (int(f[11]) + int(f[12])) / tick, (int(f[13]) + int(f[14])) / tick
 
 
+def busy() -> float:
+    """CPU seconds the whole machine has been busy (not idle, not waiting for I/O), all cores together."""
+    v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def timed_busy(fn) -> tuple[float, float]:
+    """fn's wall time, and how many cores the machine kept busy meanwhile (on average)."""
+    b0 = busy()
+    t = timed(fn)
+    return t, (busy() - b0) / t
+
+
 def start_server(volumes_dir: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen(
@@ -168,7 +183,7 @@ def main() -> int:
         pa, url_a = start_server(base / "server-a")
         pb, url_b = start_server(base / "server-b")
         procs += [pa, pb]
-        pipe_t, stream_t, split = [], [], []
+        pipe_t, stream_t, split, pipe_cores, stream_cores = [], [], [], [], []
         # on a disk file system the copies stay until the last run: ext4 skips inodes freed in the last
         # minutes when it allocates, so 20,000 deletions just before a run slow that run down (and only that
         # one); tmpfs has no such thing, but would run short of memory
@@ -180,13 +195,17 @@ def main() -> int:
                 dst = base / f"pipe{i}"
                 dst.mkdir()
                 os.sync()
-                pipe_t.append(timed(lambda dst=dst: sh("sh", "-c", f"tar -C {tree} -cf - . | tar -C {dst} -xf -")))
+                t, cores = timed_busy(lambda dst=dst: sh("sh", "-c", f"tar -C {tree} -cf - . | tar -C {dst} -xf -"))
+                pipe_t.append(t)
+                pipe_cores.append(cores)
                 if not keep:
                     shutil.rmtree(dst)
                 b.create(f"dst{i}")
                 os.sync()
                 before = cpu(pa.pid), cpu(pb.pid)
-                stream_t.append(timed(lambda i=i: b.stream_from(f"dst{i}", url=url_a, source="src")))
+                t, cores = timed_busy(lambda i=i: b.stream_from(f"dst{i}", url=url_a, source="src"))
+                stream_t.append(t)
+                stream_cores.append(cores)
                 after = cpu(pa.pid), cpu(pb.pid)
                 split.append([x1 - x0 for p0, p1 in zip(before, after, strict=True)
                               for x0, x1 in zip(p0, p1, strict=True)])
@@ -197,10 +216,11 @@ def main() -> int:
             for i in range(args.stream_runs if keep else 0):
                 shutil.rmtree(base / f"pipe{i}")
                 b.destroy(f"dst{i}")
-        for i, (pt, st, (a_self, a_tar, b_self, b_tar)) in enumerate(zip(pipe_t, stream_t, split,
-                                                                              strict=True)):
+        for i, (pt, st, (a_self, a_tar, b_self, b_tar), pc, sc) in enumerate(
+                zip(pipe_t, stream_t, split, pipe_cores, stream_cores, strict=True)):
             print(f"  run {i}: tar | tar {pt:.2f}s, stream {st:.2f}s; stream CPU: server A {a_self:.2f}s"
-                  f" + tar c {a_tar:.2f}s, server B {b_self:.2f}s + tar x {b_tar:.2f}s")
+                  f" + tar c {a_tar:.2f}s, server B {b_self:.2f}s + tar x {b_tar:.2f}s; cores busy: pipe {pc:.1f},"
+                  f" stream {sc:.1f} of {os.cpu_count()}")
         print(f"stream A->B over loopback {min(stream_t):.2f}s vs tar | tar {min(pipe_t):.2f}s (best of "
               f"{args.stream_runs}, alternating): pipe/stream = {min(pipe_t) / min(stream_t):.2f}x  (target >= 0.8x)")
     finally:
