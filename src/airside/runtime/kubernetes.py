@@ -688,6 +688,7 @@ def load_api_client(kubeconfig: str | None = None) -> Any:
 
 
 LOG_RETRY_SECONDS = 60  # how long `logs` retries a failing log request before giving up
+STATUS_SETTLE_SECONDS = 3.0  # how long a pod's status may lag its container's exit (the kubelet's relist)
 
 
 def _log_transient(e: Exception) -> bool:
@@ -975,15 +976,16 @@ class KubernetesRuntime(Runtime):
                 log.debug("log stream ended", handle=handle, error=str(e))
             finally:
                 resp.release_conn()
-            if not follow or not self._still_running(name, pod_name):
+            # A clean end is the container exiting, usually; the pod's status says so a moment later (the
+            # kubelet reports it after its next relist), so give it that moment before calling it a cut.
+            if not follow or not self._runs_on(name, pod_name, 0.0 if dropped else STATUS_SETTLE_SECONDS):
                 return  # ended with the container (or the pod was deleted): the log is complete
             # The stream ended while the task runs: a kubelet restart or a dropped API connection. Reading the
             # log again from its start and skipping what was delivered keeps it whole (unless the kubelet
             # rotated the file meanwhile, past 10 MiB by default: then the skip is approximate).
             log.warning("the task's log stream ended while the task runs; reconnecting", handle=handle,
-                        delivered=delivered, error=dropped or None)
+                        delivered=delivered, dropped=dropped)
             deadline = time.monotonic() + LOG_RETRY_SECONDS
-            time.sleep(0.5)
 
     def _live_pod(self, name: str, pod_name: str) -> dict[str, Any] | None:
         pods, _ = self._pods(name)
@@ -993,9 +995,17 @@ class KubernetesRuntime(Runtime):
     def _pod_exists(self, name: str, pod_name: str) -> bool:
         return self._live_pod(name, pod_name) is not None
 
-    def _still_running(self, name: str, pod_name: str) -> bool:
-        pod = self._live_pod(name, pod_name)
-        return pod is not None and "running" in ((_status(pod, TASK) or {}).get("state") or {})
+    def _runs_on(self, name: str, pod_name: str, settle: float) -> bool:
+        """Whether the task container still runs: True only if it does now and did for `settle` seconds of
+        checks (0.5 s apart)."""
+        end = time.monotonic() + settle
+        while True:
+            pod = self._live_pod(name, pod_name)
+            if pod is None or "running" not in ((_status(pod, TASK) or {}).get("state") or {}):
+                return False
+            if time.monotonic() >= end:
+                return True
+            time.sleep(0.5)
 
     def _stop(self, handle: str, grace_seconds: int | None = None) -> None:
         stop_job(self.api, self.namespace, job_name(handle), secret_name(handle), grace_seconds)
