@@ -194,6 +194,32 @@ def _peer_detail(status: int, body: bytes, src: StreamFrom) -> PeerError:
     return PeerError(f"volume server {src.url} answered {status} for volume {src.handle!r}: {detail}")
 
 
+def _peer_what(src: StreamFrom) -> str:
+    return f"streaming volume {src.handle!r} from {src.url} failed"
+
+
+def _peer_failed(src: StreamFrom, e: BaseException) -> PeerError:
+    return PeerError(f"{_peer_what(src)}: {e.__class__.__name__}: {e}")
+
+
+def _peer_url(src: StreamFrom) -> str:
+    """The peer's stream-out URL of the source volume (without its query)."""
+    return src.url.rstrip("/") + routes.STREAM_OUT.url(handle=src.handle)
+
+
+def _peer_query(src: StreamFrom) -> dict[str, str]:
+    return {"path": src.path, "encoding": src.encoding}
+
+
+def _peer_auth(src: StreamFrom, token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {src.token or token}"}
+
+
+def _peer_target(url: httpx.URL, src: StreamFrom) -> str:
+    """The request target (path and query) for the direct paths, which speak HTTP themselves."""
+    return f"{url.raw_path.decode()}?{urllib.parse.urlencode(_peer_query(src))}"
+
+
 def _direct(url: httpx.URL) -> bool:
     """Plain http with no proxy configured for the host: http.client can read it (a third of httpx's CPU)."""
     if url.scheme != "http":
@@ -207,8 +233,7 @@ def _peer_chunks_direct(url: httpx.URL, src: StreamFrom, token: str) -> Iterator
     try:
         conn.connect()
         conn.sock.settimeout(None)  # like httpx's read=None: a slow peer is not an error
-        query = urllib.parse.urlencode({"path": src.path, "encoding": src.encoding})
-        conn.request("GET", f"{url.raw_path.decode()}?{query}", headers={"Authorization": f"Bearer {src.token or token}"})
+        conn.request("GET", _peer_target(url, src), headers=_peer_auth(src, token))
         resp = conn.getresponse()
         if resp.status >= 400:
             raise _peer_detail(resp.status, resp.read(), src)
@@ -219,7 +244,7 @@ def _peer_chunks_direct(url: httpx.URL, src: StreamFrom, token: str) -> Iterator
                 return
             yield buf if n == CHUNK else buf[:n]
     except (OSError, http.client.HTTPException) as e:
-        raise PeerError(f"streaming volume {src.handle!r} from {src.url} failed: {e.__class__.__name__}: {e}") from e
+        raise _peer_failed(src, e) from e
     finally:
         conn.close()
 
@@ -230,44 +255,35 @@ def peer_body(src: StreamFrom, token: str) -> zerocopy.PeerBody | None:
     if src.encoding != "raw" or not zerocopy.AVAILABLE or not tarpipe.gnu_tar():
         return None
     try:
-        url = httpx.URL(src.url.rstrip("/") + routes.STREAM_OUT.url(handle=src.handle))
+        url = httpx.URL(_peer_url(src))
     except httpx.InvalidURL:
         return None  # peer_chunks says what is wrong with it
     if not _direct(url):
         return None
-    query = urllib.parse.urlencode({"path": src.path, "encoding": src.encoding})
     return zerocopy.PeerBody(
-        url.host, url.port or 80, f"{url.raw_path.decode()}?{query}",
-        {"Host": url.netloc.decode(), "Authorization": f"Bearer {src.token or token}"},
-        what=f"streaming volume {src.handle!r} from {src.url} failed",
-        fail=lambda status, body: _peer_detail(status, body, src))
+        url.host, url.port or 80, _peer_target(url, src), {"Host": url.netloc.decode(), **_peer_auth(src, token)},
+        what=_peer_what(src), fail=lambda status, body: _peer_detail(status, body, src))
 
 
 def peer_chunks(src: StreamFrom, token: str) -> Iterator[bytes]:
     """The tar stream of a volume on another volume server."""
-    url = src.url.rstrip("/") + routes.STREAM_OUT.url(handle=src.handle)
+    url = _peer_url(src)
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as e:
-        raise PeerError(f"streaming volume {src.handle!r} from {src.url} failed: {e.__class__.__name__}: {e}") from e
+        raise _peer_failed(src, e) from e
     if _direct(parsed):
         yield from _peer_chunks_direct(parsed, src, token)
         return
     try:
         with httpx.Client(timeout=httpx.Timeout(30.0, read=None)) as client, client.stream(
-            "GET", url, params={"path": src.path, "encoding": src.encoding},
-            headers={"Authorization": f"Bearer {src.token or token}"},
+            "GET", url, params=_peer_query(src), headers=_peer_auth(src, token),
         ) as resp:
             if resp.status_code >= 400:
-                resp.read()
-                try:
-                    detail = resp.json().get("detail", resp.text)
-                except ValueError:
-                    detail = resp.text
-                raise PeerError(f"volume server {src.url} answered {resp.status_code} for volume {src.handle!r}: {detail}")
+                raise _peer_detail(resp.status_code, resp.read(), src)
             yield from resp.iter_raw(CHUNK)
     except httpx.HTTPError as e:
-        raise PeerError(f"streaming volume {src.handle!r} from {src.url} failed: {e.__class__.__name__}: {e}") from e
+        raise _peer_failed(src, e) from e
 
 
 async def _own_thread(fn: Callable[..., Any], *args: Any) -> Any:
