@@ -955,7 +955,7 @@ class KubernetesRuntime(Runtime):
                                                          _preload_content=False)
             except ApiException as e:
                 if e.status in (400, 404):  # the pod went away meanwhile, or its kubelet is restarting
-                    if time.monotonic() > deadline or not self._pod_exists(name, pod_name):
+                    if time.monotonic() > deadline or self._live_pod(name, pod_name) is None:
                         return
                 elif not _log_transient(e) or time.monotonic() > deadline:
                     raise _api_error(e, f"reading the logs of {name}") from None
@@ -991,9 +991,6 @@ class KubernetesRuntime(Runtime):
         pods, _ = self._pods(name)
         pod = next((p for p in pods if p["metadata"]["name"] == pod_name), None)
         return None if pod is None or pod["metadata"].get("deletionTimestamp") else pod
-
-    def _pod_exists(self, name: str, pod_name: str) -> bool:
-        return self._live_pod(name, pod_name) is not None
 
     def _runs_on(self, name: str, pod_name: str, settle: float) -> bool:
         """Whether the task container still runs: True only if it does now and did for `settle` seconds of

@@ -83,12 +83,9 @@ class Beacon:
         return self._state
 
     @state.setter
-    def state(self, value: WorkerState | None) -> None:
+    def state(self, value: WorkerState) -> None:
         changed, self._state = value != self._state, value
         if changed and self.state_file is not None:
-            if value is None:
-                self._forget_state()
-                return
             tmp = self.state_file.with_name(self.state_file.name + ".tmp")
             try:
                 tmp.write_text(f"{value}\n")
