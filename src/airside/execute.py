@@ -17,12 +17,13 @@ from pathlib import Path
 import click
 import zstandard
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
 
 from airside.baggageclaim.streaming import extract, iter_tar
 from airside.core import routes
 from airside.core.client import WebClient, WebError
 from airside.core.schemas import BuildCreate, BuildStatus
+from airside.runtime.attempt import KEEPS_OUTPUTS
 from airside.task import TaskConfigError, load_task_config
 
 EXIT_ERRORED, EXIT_ABORTED = 3, 130
@@ -39,7 +40,7 @@ def parse_pairs(values: tuple[str, ...], what: str) -> dict[str, Path]:
     return out
 
 
-def _zstd_chunks(chunks: Iterator[bytes], progress: Progress, task: object) -> Iterator[bytes]:
+def _zstd_chunks(chunks: Iterator[bytes], progress: Progress, task: TaskID) -> Iterator[bytes]:
     comp = zstandard.ZstdCompressor(level=3).compressobj()
     for c in chunks:
         progress.update(task, advance=len(c))
@@ -124,9 +125,11 @@ def follow(client: WebClient, build_id: int, outputs: dict[str, Path]) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
     status, exit_code, reason = end.get("status"), end.get("exit_code"), end.get("reason", "")
-    if status in (BuildStatus.succeeded, BuildStatus.failed):
+    if status in KEEPS_OUTPUTS:
         for name, dest in outputs.items():
             fetch_output(client, build_id, name, dest)
+    elif outputs and status == BuildStatus.failed:
+        err.print(f"[dim]outputs not fetched: a failed task's outputs are not kept ({', '.join(outputs)})[/dim]")
     if status == BuildStatus.succeeded:
         err.print(f"[green]succeeded[/green] (build {build_id})")
         return 0

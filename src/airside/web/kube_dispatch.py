@@ -1,13 +1,15 @@
 """Running builds as Kubernetes Jobs: web drives `airside.runtime.kubernetes` itself, no worker involved.
 
-For a build placed on Kubernetes (attempt A, handle `b<id>-a<A>`), one thread:
+For a build placed on Kubernetes, one thread runs a `KubeAttempt` — web's `AttemptBackend` — through
+`airside.runtime.attempt.run_attempt`, the same lifecycle (names, phase order, outcome rules) a worker's
+runner goes through. For build B attempt A (handle `bB-aA`):
   1. copies each uploaded input from web's artifact store into the cluster's artifact store
-     (`airside baggageclaim`) as volume `<handle>-in-<name>`                      → image_ready, inputs_ready
+     (`airside baggageclaim`) as volume `bB-aA-in-<name>`                      → image_ready, inputs_ready
   2. creates the Job (init `fetch-inputs`, the task in the user's image, `upload-outputs`) → started
   3. stores the task container's log (pod log API) as build events; an abort deletes the pod
-  4. exit status → outputs copied back from `<handle>-output-<name>` into web's artifact store → finish;
-     evictions / node loss requeue the build like a lost worker, other Kubernetes failures end it errored
-     with the reason (image pull, unschedulable, deadline, …)
+  4. exit status → (when the outcome keeps them: outputs copied back from `bB-aA-output-<name>` into
+     web's artifact store) → finish; evictions / node loss requeue the build like a lost worker, other
+     Kubernetes failures end it errored with the reason (image pull, unschedulable, deadline, …)
   5. the Job and the build's artifact-store volumes are removed whichever way it ended
 
 The Job's image is pulled by the kubelet when the pod starts, so `image_ready` is recorded together with
@@ -23,14 +25,21 @@ import base64
 import signal
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import structlog
+from sqlalchemy.orm import Session
 
 from airside.baggageclaim.client import VolumeClient, VolumeClientError
 from airside.config import secret
 from airside.core import log
 from airside.core.schemas import BuildStatus, FinishReport, LogBatch, LogChunkIn, Phase
-from airside.runtime import RuntimeError_
+from airside.runtime import ExitStatus, RuntimeError_
+from airside.runtime.attempt import AttemptNames, Lost, run_attempt
 from airside.task import parse_task_config
+from airside.task.config import TaskConfig
 from airside.web import builds
 from airside.web.errors import Conflict
 
@@ -41,8 +50,10 @@ if TYPE_CHECKING:
 LOG = log.get("airside.web.kubernetes")
 
 
-def job_handle(build_id: int, attempt: int) -> str:
-    return f"b{build_id}-a{attempt}"
+def _describe(e: BaseException) -> str:
+    if isinstance(e, VolumeClientError | OSError):
+        return f"artifact store: {getattr(e, 'message', None) or e}"
+    return str(e)
 
 
 class KubeDispatcher:
@@ -79,65 +90,28 @@ class KubeDispatcher:
 
     # --- one build -------------------------------------------------------------------------------------
     def run(self, build_id: int, attempt: int, adopt: bool, status: str) -> None:
-        handle = job_handle(build_id, attempt)
-        lg = LOG.bind(build=build_id, attempt=attempt, job=handle)
-        volumes: list[str] = []
-        outputs: list[str] = []
         try:
             with self.web.sessions() as s:
                 b = builds.get(s, build_id)
                 cfg, inputs = parse_task_config(b.config), list(b.inputs)
-            outputs = [f"{handle}-output-{o.name}" for o in cfg.outputs]
-            if adopt and (status != BuildStatus.running or self.rt.status(handle) == "missing"):
+            att = KubeAttempt(self, AttemptNames(build_id, attempt), cfg, inputs)
+            if adopt and (status != BuildStatus.running or self.rt.status(att.handle) == "missing"):
                 with self.web.tx() as s:
                     builds.interrupt(s, builds.get(s, build_id, lock=True),
-                                     f"web restarted while Job {handle} was being set up", self.web.clock())
+                                     f"web restarted while Job {att.handle} was being set up", self.web.clock())
+                att.cleanup()
                 return
-            if not adopt:
-                self._await_store(lg)
-                volumes = self._put_inputs(build_id, handle, inputs)
-                for ph in (Phase.image_ready, Phase.inputs_ready):
-                    self._phase(build_id, attempt, ph)
-                from airside.runtime.kubernetes import KubeTaskSpec
-
-                spec = KubeTaskSpec.from_task_config(cfg, handle=handle, inputs=dict(zip(inputs, volumes, strict=True)),
-                                                     build=str(build_id), attempt=attempt, step="task")
-                self.rt.prepare(spec)
-                self.rt.start(handle)
-                self._phase(build_id, attempt, Phase.started)
-                lg.info("job started")
-            else:
-                volumes = [f"{handle}-in-{n}" for n in inputs]
-                lg.info("adopting a running job")
-            self._follow(build_id, attempt, handle)
-            self._finish(build_id, attempt, handle, cfg)
+            if adopt:
+                att.log.info("adopting a running job")
+            run_attempt(att, adopt=adopt, describe=_describe)
         except Conflict as e:
-            lg.info("build no longer ours", why=str(e))
-        except RuntimeError_ as e:
-            requeue = getattr(e, "requeue", False)
-            lg.warning("kubernetes task failed", reason=str(e), requeue=requeue)
-            self._fail(build_id, attempt, str(e), requeue)
-        except (VolumeClientError, OSError) as e:
-            self._fail(build_id, attempt, f"artifact store: {getattr(e, 'message', e)}", False)
-        except Exception as e:  # noqa: BLE001 - a bug must end the build errored, never hang it
-            lg.exception("dispatcher crashed")
-            self._fail(build_id, attempt, f"web error: {e.__class__.__name__}: {e}", False)
+            LOG.info("build no longer ours", build=build_id, why=str(e))
         finally:
-            try:
-                self.rt.destroy(handle)
-            except RuntimeError_ as e:
-                lg.warning("job cleanup failed", error=str(e))
-            with self.store() as store:
-                for vol in [*volumes, *outputs]:
-                    try:
-                        store.destroy(vol)
-                    except VolumeClientError as e:
-                        lg.warning("artifact volume cleanup failed", volume=vol, error=e.message)
             with self.lock:
                 self.threads.pop(build_id, None)
             self.web.wake_scheduler()
 
-    def _await_store(self, lg: Any) -> None:  # noqa: ANN401
+    def _await_store(self, lg: structlog.stdlib.BoundLogger) -> None:
         """Waits up to `kubernetes_schedule_timeout` for the artifact store to answer (its pod starting or
         restarting: connection refused, 502/503), logging each retry; then raises VolumeClientError naming
         how long it waited. Other answers (a wrong token: 401) raise at once."""
@@ -158,84 +132,131 @@ class KubeDispatcher:
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    def _phase(self, build_id: int, attempt: int, ph: Phase) -> None:
-        with self.web.tx() as s:
-            builds.phase(s, build_id, None, attempt, ph, self.web.clock())
 
-    def _put_inputs(self, build_id: int, handle: str, inputs: list[str]) -> list[str]:
-        out = []
-        with self.store() as store:
-            for name in inputs:
+
+class KubeAttempt:
+    """One build attempt as a Kubernetes Job (an `airside.runtime.attempt.AttemptBackend`)."""
+
+    origin = "web"
+    infra_errors: tuple[type[BaseException], ...] = (RuntimeError_, VolumeClientError, OSError)
+
+    def __init__(self, d: KubeDispatcher, names: AttemptNames, cfg: TaskConfig, inputs: list[str]) -> None:
+        self.d, self.names, self.cfg, self.inputs = d, names, cfg, inputs
+        self.handle = names.handle
+        self.web, self.rt = d.web, d.rt
+        self.log: structlog.stdlib.BoundLogger = LOG.bind(build=names.build_id, attempt=names.attempt,
+                                                          job=self.handle)
+
+    @contextmanager
+    def _tx(self) -> Iterator[Session]:
+        """A transaction on web's database; a Conflict (the build is no longer this attempt's) is `Lost`."""
+        try:
+            with self.web.tx() as s:
+                yield s
+        except Conflict as e:
+            raise Lost(str(e)) from e
+
+    # --- the lifecycle's steps ---------------------------------------------------------------------------
+    def prepare_image(self) -> None:
+        """Nothing: the kubelet pulls the image when the pod starts."""
+
+    def prepare_inputs(self) -> None:
+        self.d._await_store(self.log)
+        build_id = self.names.build_id
+        with self.d.store() as store:
+            for name in self.inputs:
                 found = self.web.artifacts.find(build_id, "inputs", name)
                 if found is None:
                     raise OSError(f"input {name!r} of build {build_id} is not in web's artifact store")
                 path, encoding = found
-                vol = f"{handle}-in-{name}"
-                store.create(vol, properties={"build": str(build_id), "role": "input"})
-                out.append(vol)
+                vol = self.names.input_volume(name)
+                store.create(vol, properties=self.names.properties("input"))
                 store.stream_in(vol, self.web.artifacts.read(path), encoding="zstd" if encoding == "zstd" else "raw")
-        return out
 
-    def _follow(self, build_id: int, attempt: int, handle: str) -> None:
+    def start_container(self) -> None:
+        from airside.runtime.kubernetes import KubeTaskSpec
+
+        n = self.names
+        spec = KubeTaskSpec.from_task_config(
+            self.cfg, handle=self.handle, inputs={name: n.input_volume(name) for name in self.inputs},
+            outputs={o.name: n.output_volume(o.name) for o in self.cfg.outputs},
+            build=str(n.build_id), attempt=n.attempt, step="task")
+        self.rt.prepare(spec)
+        self.rt.start(self.handle)
+        self.log.info("job started")
+
+    def phase(self, phase: Phase) -> None:
+        with self._tx() as s:
+            builds.phase(s, self.names.build_id, None, self.names.attempt, phase, self.web.clock())
+
+    def follow(self) -> None:
         done = threading.Event()
 
         def abort_watch() -> None:
             while not done.wait(1.0):
-                with self.web.sessions() as s:
-                    if builds.get(s, build_id).abort_requested:
-                        self.rt.signal(handle, signal.SIGKILL)
-                        return
+                if self.aborted():
+                    self.rt.signal(self.handle, signal.SIGKILL)
+                    return
 
-        threading.Thread(target=abort_watch, daemon=True, name=f"k8s-abort-{build_id}").start()
+        threading.Thread(target=abort_watch, daemon=True, name=f"k8s-abort-{self.names.build_id}").start()
         offsets: dict[str, int] = {}
         try:
-            for chunk in self.rt.logs(handle, follow=True):
+            for chunk in self.rt.logs(self.handle, follow=True):
                 off = offsets.get(chunk.stream, 0)
                 offsets[chunk.stream] = off + len(chunk.data)
-                batch = LogBatch(attempt=attempt, chunks=[LogChunkIn(stream=chunk.stream, offset=off,
-                                                                     data=base64.b64encode(chunk.data).decode())])
-                with self.web.tx() as s:
-                    builds.append_logs(s, build_id, None, batch, self.web.clock())
+                batch = LogBatch(attempt=self.names.attempt, chunks=[
+                    LogChunkIn(stream=chunk.stream, offset=off, data=base64.b64encode(chunk.data).decode())])
+                with self._tx() as s:
+                    builds.append_logs(s, self.names.build_id, None, batch, self.web.clock())
         finally:
             done.set()
 
-    def _finish(self, build_id: int, attempt: int, handle: str, cfg) -> None:  # noqa: ANN001
-        st = self.rt.wait(handle)
+    def wait(self) -> ExitStatus | None:
+        return self.rt.wait(self.handle)
+
+    def aborted(self) -> bool:
         with self.web.sessions() as s:
-            aborted = builds.get(s, build_id).abort_requested
-        if aborted:
-            report = FinishReport(attempt=attempt, status=BuildStatus.aborted, exit_code=st.code, reason="aborted")
-        else:
-            outputs = self._get_outputs(build_id, handle, cfg) if st.code == 0 else []
-            status = BuildStatus.succeeded if st.code == 0 else BuildStatus.failed
-            report = FinishReport(attempt=attempt, status=status, exit_code=st.code, reason=st.reason, outputs=outputs)
-        with self.web.tx() as s:
-            b = builds.finish(s, build_id, None, report, self.web.clock())
-            self.web.observe_finished(b)
+            return bool(builds.get(s, self.names.build_id).abort_requested)
 
-    def _get_outputs(self, build_id: int, handle: str, cfg) -> list[str]:  # noqa: ANN001
-        from airside.runtime.kubernetes import output_handle
+    def interrupted(self) -> str | None:
+        return None
 
+    def collect_outputs(self) -> list[str]:
         names = []
-        with self.store() as store:
-            for o in cfg.outputs:
-                self.web.artifacts.write_iter(build_id, "outputs", o.name, "identity",
-                                              store.stream_out(output_handle(handle, o.name)),
+        with self.d.store() as store:
+            for o in self.cfg.outputs:
+                self.web.artifacts.write_iter(self.names.build_id, "outputs", o.name, "identity",
+                                              store.stream_out(self.names.output_volume(o.name)),
                                               self.web.settings.max_upload_bytes)
                 names.append(o.name)
         return names
 
-    def _fail(self, build_id: int, attempt: int, reason: str, requeue: bool) -> None:
-        try:
-            with self.web.tx() as s:
-                b = builds.get(s, build_id, lock=True)
-                if b.attempt != attempt or b.status not in (BuildStatus.placed, BuildStatus.running):
-                    return
-                if requeue:
-                    builds.interrupt(s, b, reason, self.web.clock())
-                else:
-                    builds.finish(s, build_id, None, FinishReport(attempt=attempt, status=BuildStatus.errored,
-                                                                  reason=reason), self.web.clock())
-        except Conflict:
-            pass
+    def finish(self, report: FinishReport) -> None:
+        with self._tx() as s:
+            b = builds.finish(s, self.names.build_id, None, report, self.web.clock())
+            self.web.observe_finished(b)
 
+    def fail(self, reason: str, requeue: bool) -> None:
+        with self._tx() as s:
+            b = builds.get(s, self.names.build_id, lock=True)
+            if b.attempt != self.names.attempt or b.status not in (BuildStatus.placed, BuildStatus.running):
+                return
+            if requeue:
+                builds.interrupt(s, b, reason, self.web.clock())
+            else:
+                builds.finish(s, self.names.build_id, None, FinishReport(
+                    attempt=self.names.attempt, status=BuildStatus.errored, reason=reason), self.web.clock())
+
+    def cleanup(self) -> None:
+        try:
+            self.rt.destroy(self.handle)
+        except RuntimeError_ as e:
+            self.log.warning("job cleanup failed", error=str(e))
+        volumes = [*(self.names.input_volume(n) for n in self.inputs),
+                   *(self.names.output_volume(o.name) for o in self.cfg.outputs)]
+        with self.d.store() as store:
+            for vol in volumes:
+                try:
+                    store.destroy(vol)
+                except VolumeClientError as e:
+                    self.log.warning("artifact volume cleanup failed", volume=vol, error=e.message)

@@ -1,16 +1,17 @@
 """Running builds on a worker: one TaskRunner thread per build attempt, and the Tasks set the beacon
 sees as the worker's `Work`.
 
-A runner, for build B attempt A (container handle `bB.A`):
+A runner is the worker's `AttemptBackend`: `airside.runtime.attempt.run_attempt` drives it through the
+one build-attempt lifecycle (names, phase order and outcome rules live there). For build B attempt A:
   1. image: a volume `image-<key>` holding the unpacked image (made once, shared), and a
-     copy-on-write child of it as this container's rootfs          → phase image_ready
+     copy-on-write child of it as this container's rootfs (`bB-aA-rootfs`)  → phase image_ready
   2. inputs: one volume per uploaded input, streamed from web; one empty volume per output (or a COW
      child of the input it shares a path with); one cache volume per cache path, kept across runs
                                                                      → phase inputs_ready
   3. the container starts (runtime.prepare/start)                    → phase started
   4. logs go to web in batches with byte offsets (re-sending is harmless); web's answer says whether
      the build was aborted
-  5. exit status → outputs streamed to web → finish (succeeded / failed / errored / aborted)
+  5. exit status → (outputs streamed to web when the outcome keeps them) → finish
   6. the container and the build's volumes are destroyed (the reaper would too)
 
 A worker restarted on the same disk (same boot epoch) finds its builds in web's assignments and the
@@ -21,12 +22,12 @@ from the start; web keeps each byte once) and goes on.
 from __future__ import annotations
 
 import base64
-import hashlib
+import functools
 import signal
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import zstandard
 
@@ -44,7 +45,8 @@ from airside.core.schemas import (
     Phase,
     PhaseReport,
 )
-from airside.runtime import ContainerSpec, Limits, Mount, Runtime, RuntimeError_
+from airside.runtime import ContainerSpec, ExitStatus, Limits, LogChunk, Mount, Runtime, RuntimeError_
+from airside.runtime.attempt import AttemptError, AttemptNames, Lost, run_attempt
 from airside.task import parse_task_config
 from airside.task.config import TaskConfig
 
@@ -53,31 +55,33 @@ LOG_BATCH_SECONDS = 0.25
 LOG_BATCH_BYTES = 256 * 1024
 
 
-class InfraError(Exception):
-    """The infrastructure failed this build (image, volumes, runtime): it ends errored with this reason."""
+def names(a: Assignment) -> AttemptNames:
+    return AttemptNames(a.build_id, a.attempt)
 
 
-class Lost(Exception):
-    """web says this attempt is no longer ours (requeued, aborted elsewhere): stop quietly."""
+class TaskRunner:
+    """One attempt on this worker (an `airside.runtime.attempt.AttemptBackend`)."""
 
+    origin = "worker"
+    infra_errors: tuple[type[BaseException], ...] = (VolumeError, RuntimeError_, OSError, WebError)
 
-def container_handle(a: Assignment) -> str:
-    return f"b{a.build_id}.{a.attempt}"
-
-
-def _props(a: Assignment, role: str) -> dict[str, str]:
-    return {"role": role, "build": str(a.build_id), "attempt": str(a.attempt)}
-
-
-class TaskRunner(threading.Thread):
     def __init__(self, tasks: Tasks, a: Assignment, reattach: bool = False) -> None:
-        super().__init__(name=f"build-{a.build_id}.{a.attempt}", daemon=True)
         self.tasks, self.a, self.reattach = tasks, a, reattach
-        self.handle = container_handle(a)
+        self.names = names(a)
+        self.handle = self.names.handle
         self.abort = threading.Event()
         self.interrupt_reason: str | None = None
         self.volumes: list[str] = []
+        self.rootfs: Path | None = None
+        self.image_env: dict[str, str] = {}
+        self.image_user: str | None = None
+        self.mounts: list[Mount] = []
+        self.thread = threading.Thread(target=self.run, name=f"build-{self.names.key}", daemon=True)
         self.log = LOG.bind(build=a.build_id, attempt=a.attempt)
+
+    @functools.cached_property
+    def cfg(self) -> TaskConfig:
+        return parse_task_config(self.a.config)
 
     # --- web calls -------------------------------------------------------------------------------
     @property
@@ -95,15 +99,17 @@ class TaskRunner(threading.Thread):
                     raise
                 self.log.warning("web call failed, retrying", route=route.path, error=e.message)
                 time.sleep(delay)
-        raise InfraError("web unreachable while reporting the build")
+        raise AttemptError("web unreachable while reporting the build")
 
-    def phase(self, ph: Phase) -> None:
-        self._web(routes.BUILD_PHASE, PhaseReport(attempt=self.a.attempt, phase=ph).model_dump(mode="json"))
+    def phase(self, phase: Phase) -> None:
+        self._web(routes.BUILD_PHASE, PhaseReport(attempt=self.a.attempt, phase=phase).model_dump(mode="json"))
 
-    def finish(self, status: BuildStatus, code: int | None = None, reason: str = "", outputs: list[str] = ()) -> None:
-        report = FinishReport(attempt=self.a.attempt, status=status, exit_code=code, reason=reason, outputs=list(outputs))
+    def finish(self, report: FinishReport) -> None:
         self._web(routes.BUILD_FINISH, report.model_dump(mode="json"))
-        self.log.info("build finished", status=str(status), exit_code=code, reason=reason or None)
+
+    def fail(self, reason: str, requeue: bool) -> None:
+        # a worker never requeues by itself: web requeues the builds of a worker that stalls
+        self.finish(FinishReport(attempt=self.a.attempt, status=BuildStatus.errored, reason=reason))
 
     # --- steps ------------------------------------------------------------------------------------------
     def _volume(self, handle: str, props: dict[str, str], parent: str | None = None) -> str:
@@ -113,7 +119,7 @@ class TaskRunner(threading.Thread):
         self.volumes.append(handle)
         return handle
 
-    def _image(self, cfg: TaskConfig) -> tuple[str, dict[str, str], str]:
+    def _image(self, cfg: TaskConfig) -> tuple[str, dict[str, str], str | None]:
         """The container's rootfs volume (a COW child of the shared image volume), plus the image's env and user."""
         from airside.runtime import images  # only workers that isolate need image handling
 
@@ -126,7 +132,7 @@ class TaskRunner(threading.Thread):
                 source = images.ImageSource.detect(cfg.rootfs_uri or "")
             key = images.image_key(source)
         except (ValueError, RuntimeError_) as e:
-            raise InfraError(f"image unavailable: {e}") from e
+            raise AttemptError(f"image unavailable: {e}") from e
         repo = self.tasks.repo
         with self.tasks.image_lock(key):
             try:
@@ -138,30 +144,35 @@ class TaskRunner(threading.Thread):
                     images.prepare_image(source, repo.data(key))
                 except (RuntimeError_, OSError) as e:
                     repo.destroy(key)
-                    raise InfraError(f"image {source.display()} unavailable: {e}") from e
+                    raise AttemptError(f"image {source.display()} unavailable: {e}") from e
             repo.set_property(key, "last_used", str(time.time()))
             config = images.load_image_config(repo.data(key))
-        rootfs = self._volume(f"{self.handle}-rootfs", _props(self.a, "rootfs"), parent=key)
+        rootfs = self._volume(self.names.rootfs_volume, self.names.properties("rootfs"), parent=key)
         return rootfs, config.env, config.user
 
-    def _inputs(self, cfg: TaskConfig) -> list[Mount]:
-        repo = self.tasks.repo
+    def prepare_image(self) -> None:
+        if self.tasks.runtime.isolates:
+            vol, self.image_env, user = self._image(self.cfg)
+            self.rootfs, self.image_user = self.tasks.repo.data(vol) / "rootfs", user or None
+
+    def prepare_inputs(self) -> None:
+        cfg, repo, n = self.cfg, self.tasks.repo, self.names
         mounts: list[Mount] = []
         paths = cfg.input_paths()
         for name in self.a.inputs:
-            vol = self._volume(f"{self.handle}-in-{name}", _props(self.a, "input"))
+            vol = self._volume(n.input_volume(name), n.properties("input"))
             with self.web.download(routes.GET_INPUT, build_id=str(self.a.build_id), name=name) as (chunks, enc):
                 repo.stream_in(vol, "", chunks, encoding="zstd" if enc == "zstd" else "raw")
             mounts.append(Mount(repo.data(vol), str(paths[name])))
         sharing = cfg.outputs_sharing_inputs()
         for name, path in cfg.output_paths().items():
-            parent = f"{self.handle}-in-{sharing[name]}" if sharing.get(name) in self.a.inputs else None
-            vol = self._volume(f"{self.handle}-out-{name}", _props(self.a, "output"), parent=parent)
+            shared = sharing.get(name)
+            parent = n.input_volume(shared) if shared in self.a.inputs else None
+            vol = self._volume(n.output_volume(name), n.properties("output"), parent=parent)
             mounts = [m for m in mounts if m.destination != str(path)]
             mounts.append(Mount(repo.data(vol), str(path)))
         for path in cfg.cache_paths():
-            key = hashlib.sha256(f"{self.a.cache_key or self.a.build_id}:{path}".encode()).hexdigest()[:24]
-            handle = f"cache-{key}"
+            handle = n.cache_volume(self.a.cache_key, str(path))
             try:
                 repo.get(handle)
             except VolumeError:
@@ -169,20 +180,14 @@ class TaskRunner(threading.Thread):
                                                                   "last_used": str(time.time())}))
             repo.set_property(handle, "last_used", str(time.time()))
             mounts.append(Mount(repo.data(handle), str(path)))
-        return sorted(mounts, key=lambda m: len(PurePosixPath(m.destination).parts))
+        self.mounts = sorted(mounts, key=lambda m: len(PurePosixPath(m.destination).parts))
 
-    def _start(self, cfg: TaskConfig) -> None:
-        rootfs, env, user = None, {}, None
-        if self.tasks.runtime.isolates:
-            vol, env, image_user = self._image(cfg)
-            rootfs, user = self.tasks.repo.data(vol) / "rootfs", image_user or None
-        self.phase(Phase.image_ready)
-        mounts = self._inputs(cfg)
-        self.phase(Phase.inputs_ready)
-        limits = cfg.container_limits
+    def start_container(self) -> None:
+        cfg, limits = self.cfg, self.cfg.container_limits
         spec = ContainerSpec(
-            handle=self.handle, rootfs=rootfs, path=cfg.run.path, args=list(cfg.run.args or []),
-            env={**env, **cfg.params_env()}, dir=str(cfg.working_dir()), user=cfg.run.user or user, mounts=mounts,
+            handle=self.handle, rootfs=self.rootfs, path=cfg.run.path, args=list(cfg.run.args or []),
+            env={**self.image_env, **cfg.params_env()}, dir=str(cfg.working_dir()),
+            user=cfg.run.user or self.image_user, mounts=self.mounts,
             limits=Limits(cpu_shares=(limits.cpu or None) if limits else None,
                           memory_bytes=(limits.memory or None) if limits else None),
         )
@@ -190,10 +195,9 @@ class TaskRunner(threading.Thread):
             self.tasks.runtime.prepare(spec)
             self.tasks.runtime.start(self.handle)
         except RuntimeError_ as e:
-            raise InfraError(f"container did not start: {e}") from e
-        self.phase(Phase.started)
+            raise AttemptError(f"container did not start: {e}") from e
 
-    def _pump_logs(self) -> None:
+    def follow(self) -> None:
         """Sends the container's output to web until it exits; kills the task when web says abort."""
         offsets = {"stdout": 0, "stderr": 0}
         pending: list[LogChunkIn] = []
@@ -220,9 +224,9 @@ class TaskRunner(threading.Thread):
                 flush()
         flush()
 
-    def _logs(self) -> Iterator:
+    def _logs(self) -> Iterator[LogChunk | None]:
         """Runtime log chunks with a None tick at least every batch interval (so batches flush)."""
-        q: list = []
+        q: list[LogChunk] = []
         done = threading.Event()
         cond = threading.Condition()
 
@@ -237,7 +241,7 @@ class TaskRunner(threading.Thread):
                 with cond:
                     cond.notify()
 
-        threading.Thread(target=reader, daemon=True, name=f"{self.name}-logs").start()
+        threading.Thread(target=reader, daemon=True, name=f"{self.thread.name}-logs").start()
         while True:
             with cond:
                 if not q and not done.is_set():
@@ -248,15 +252,24 @@ class TaskRunner(threading.Thread):
             if done.is_set() and not q:
                 return
 
-    def _outputs(self, cfg: TaskConfig) -> list[str]:
+    def wait(self) -> ExitStatus | None:
+        return self.tasks.runtime.wait(self.handle)
+
+    def aborted(self) -> bool:
+        return self.abort.is_set()
+
+    def interrupted(self) -> str | None:
+        return self.interrupt_reason
+
+    def collect_outputs(self) -> list[str]:
+        from airside.baggageclaim.streaming import iter_tar
+
         names = []
-        for name in cfg.output_paths():
-            vol = f"{self.handle}-out-{name}"
+        for name in self.cfg.output_paths():
+            vol = self.names.output_volume(name)
 
             def chunks(vol: str = vol) -> Iterator[bytes]:
                 comp = zstandard.ZstdCompressor(level=3).compressobj()
-                from airside.baggageclaim.streaming import iter_tar
-
                 for c in iter_tar(self.tasks.repo.data(vol)):
                     if out := comp.compress(c):
                         yield out
@@ -267,42 +280,17 @@ class TaskRunner(threading.Thread):
             names.append(name)
         return names
 
+    # --- the thread -----------------------------------------------------------------------------------
+    def launch(self) -> None:
+        self.thread.start()
+
+    def join(self, timeout: float | None = None) -> None:
+        self.thread.join(timeout)
+
     def run(self) -> None:
-        cfg = parse_task_config(self.a.config)
         try:
-            if not self.reattach:
-                self._start(cfg)
-            self._pump_logs()
-            status = self.tasks.runtime.wait(self.handle)
-            if status is None:
-                raise InfraError("container vanished without an exit status")
-            if self.interrupt_reason:
-                self.finish(BuildStatus.errored, status.code, self.interrupt_reason)
-            elif self.abort.is_set():
-                self.finish(BuildStatus.aborted, status.code, "aborted")
-            else:
-                outputs = self._outputs(cfg)
-                if status.code == 0:
-                    self.finish(BuildStatus.succeeded, 0, outputs=outputs)
-                else:
-                    self.finish(BuildStatus.failed, status.code, status.reason, outputs=outputs)
-        except Lost as e:
-            self.log.info("build no longer ours; stopping it", why=str(e))
-        except (InfraError, VolumeError, RuntimeError_, OSError, WebError) as e:
-            reason = self.interrupt_reason or getattr(e, "message", None) or str(e)
-            self.log.warning("build errored", reason=reason)
-            try:
-                self.finish(BuildStatus.errored, None, reason)
-            except (Lost, InfraError, WebError) as e2:
-                self.log.warning("could not report the error", error=str(e2))
-        except Exception as e:  # noqa: BLE001 - a bug must end the build errored, never hang it
-            self.log.exception("runner crashed")
-            try:
-                self.finish(BuildStatus.errored, None, f"worker error: {e.__class__.__name__}: {e}")
-            except Exception:  # noqa: BLE001
-                pass
+            run_attempt(self, adopt=self.reattach)
         finally:
-            self.cleanup()
             self.tasks.done(self)
 
     def cleanup(self) -> None:
@@ -341,18 +329,19 @@ class Tasks:
         """Starts runners for new assignments (re-attaching to containers that already run)."""
         existing = set(self.runtime.list())
         for a in assignments:
-            key = f"{a.build_id}.{a.attempt}"
+            key = names(a).key
             with self.lock:
                 if key in self.runners:
                     continue
-            reattach = container_handle(a) in existing and self.runtime.status(container_handle(a)) != "prepared"
+            handle = names(a).handle
+            reattach = handle in existing and self.runtime.status(handle) != "prepared"
             if not accepting and not reattach:
                 continue
             runner = TaskRunner(self, a, reattach=reattach)
             with self.lock:
                 self.runners[key] = runner
             LOG.info("re-attaching to build" if reattach else "starting build", build=a.build_id, attempt=a.attempt)
-            runner.start()
+            runner.launch()
 
     def busy_handles(self) -> set[str]:
         with self.lock:
@@ -364,7 +353,7 @@ class Tasks:
 
     def done(self, runner: TaskRunner) -> None:
         with self.lock:
-            self.runners.pop(f"{runner.a.build_id}.{runner.a.attempt}", None)
+            self.runners.pop(runner.names.key, None)
 
     # --- Work (for the beacon) ----------------------------------------------------------------------------
     def active(self) -> int:
