@@ -1,0 +1,293 @@
+"""The Kubernetes objects of a task, built from a `KubeTaskSpec` and the settings (pure: no I/O).
+
+`build_job` gives the `batch/v1` Job (see the package docstring for the pod's shape), `build_secret` the
+Secret holding the artifact-store token of its airside steps, and `needs_secret` tells from a Job whether
+it has such steps. Each part of the Job has a builder of its own below: the metadata, the volumes and
+mounts, the task container, the airside step containers, the pod spec and the Job spec.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from airside.config import Settings
+from airside.runtime.base import RuntimeError_
+
+from .names import (
+    ANNOTATION_HANDLE,
+    ANNOTATION_STEP,
+    FETCH,
+    LABEL_ATTEMPT,
+    LABEL_BUILD,
+    LABEL_STEP,
+    MANAGED_BY,
+    TASK,
+    TOKEN_ENV,
+    UPLOAD,
+    Manifest,
+    job_name,
+    label_value,
+    secret_name,
+)
+from .spec import KubeTaskSpec
+
+__all__ = ["build_job", "build_secret", "needs_secret"]
+
+def build_job(spec: KubeTaskSpec, settings: Settings) -> Manifest:
+    """The `batch/v1` Job manifest for a task (pure: no I/O). Raises `RuntimeError_` on a spec that cannot
+    run on Kubernetes (e.g. a named run.user) or settings that cannot serve it (no artifact URL for a task
+    with inputs or outputs). The result shares no sub-object between its parts."""
+    _check(spec)
+    url = _artifact_url(spec, settings)
+    mounts = _mounts(spec)
+    init, containers = _containers(spec, settings, url, mounts)
+    return _plain({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": job_name(spec.handle), "namespace": settings.kubernetes_namespace,
+                     "labels": _labels(spec), "annotations": _annotations(spec)},
+        "spec": _job_spec(spec, settings, _pod_spec(settings, init, containers, mounts.volumes)),
+    })
+
+
+def build_secret(spec: KubeTaskSpec, settings: Settings, token: str) -> Manifest:
+    """The Secret holding the artifact-store token for a task's airside steps (pure)."""
+    return {
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": secret_name(spec.handle), "namespace": settings.kubernetes_namespace,
+                     "labels": {MANAGED_BY: "airside", LABEL_BUILD: label_value(spec.build)},
+                     "annotations": {ANNOTATION_HANDLE: spec.handle}},
+        "stringData": {"token": token},
+    }
+
+
+def needs_secret(job: Mapping[str, Any]) -> bool:
+    """Whether a Job built by `build_job` has airside steps, which read the artifact-store token Secret."""
+    pod = job["spec"]["template"]["spec"]
+    return any(c["name"] in (FETCH, UPLOAD) for c in [*pod.get("initContainers", []), *pod["containers"]])
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check(spec: KubeTaskSpec) -> None:
+    def bad(msg: str) -> RuntimeError_:
+        return RuntimeError_(f"task {spec.step or spec.handle!r}: {msg}")
+
+    if not spec.handle:
+        raise bad("empty handle")
+    if not spec.image:
+        raise bad("no image reference (image_resource.source.repository)")
+    if not spec.path:
+        raise bad("run.path is empty")
+    if not spec.dir.startswith("/"):
+        raise bad(f"working directory {spec.dir!r} must be absolute")
+    if spec.user is not None and not re.fullmatch(r"\d+(:\d+)?", spec.user):
+        raise bad(f"run.user {spec.user!r} is a name; the kubernetes runtime needs a numeric uid or uid:gid "
+                  "(Kubernetes' runAsUser cannot look names up in the image)")
+    _check_paths(spec, bad)
+
+
+def _check_paths(spec: KubeTaskSpec, bad: Callable[[str], RuntimeError_]) -> None:
+    for v in [*spec.inputs, *spec.outputs]:
+        if not v.path.startswith("/"):
+            raise bad(f"path {v.path!r} of {v.name!r} must be absolute")
+        if "=" in v.handle or not v.handle:
+            raise bad(f"invalid artifact volume handle {v.handle!r} for {v.name!r}")
+    for c in spec.caches:
+        if not c.startswith("/"):
+            raise bad(f"cache path {c!r} must be absolute")
+
+
+def _artifact_url(spec: KubeTaskSpec, settings: Settings) -> str:
+    """The artifact store's in-cluster URL, which a task with inputs or outputs needs."""
+    url = settings.kubernetes_artifact_url
+    if (spec.inputs or spec.outputs) and not url:
+        raise RuntimeError_("the kubernetes runtime needs the artifact store's in-cluster URL for a task with inputs "
+                            "or outputs: set kubernetes_artifact_url (AIRSIDE_KUBERNETES_ARTIFACT_URL)")
+    return url
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def _labels(spec: KubeTaskSpec) -> dict[str, str]:
+    return {MANAGED_BY: "airside", LABEL_BUILD: label_value(spec.build), LABEL_ATTEMPT: str(spec.attempt),
+            LABEL_STEP: label_value(spec.step)}
+
+
+def _annotations(spec: KubeTaskSpec) -> dict[str, str]:
+    return {ANNOTATION_HANDLE: spec.handle, ANNOTATION_STEP: spec.step, **spec.annotations}
+
+
+# --------------------------------------------------------------------------- volumes and mounts
+
+
+@dataclass
+class _Mounts:
+    """The pod's volumes (one emptyDir per distinct path) and each kind's mounts of them."""
+
+    volumes: list[Manifest] = field(default_factory=list)
+    inputs: list[Manifest] = field(default_factory=list)
+    outputs: list[Manifest] = field(default_factory=list)
+    caches: list[Manifest] = field(default_factory=list)
+    _by_path: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+
+    def mount(self, kind: str, index: int, path: str) -> Manifest:
+        """A mount at `path` of its volume, `<kind>-<index>` if `path` has none yet (so an output at an
+        input's path shares the input's volume)."""
+        if path not in self._by_path:
+            self._by_path[path] = f"{kind}-{index}"
+            self.volumes.append({"name": self._by_path[path], "emptyDir": {}})
+        return {"name": self._by_path[path], "mountPath": path}
+
+    @property
+    def task(self) -> list[Manifest]:
+        """The task container's mounts: every path once (the first mount of it)."""
+        return list({m["mountPath"]: m for m in [*self.inputs, *self.outputs, *self.caches]}.values())
+
+
+def _mounts(spec: KubeTaskSpec) -> _Mounts:
+    m = _Mounts()
+    m.inputs = [m.mount("input", i, v.path) for i, v in enumerate(spec.inputs)]
+    m.outputs = [m.mount("output", i, v.path) for i, v in enumerate(spec.outputs)]
+    m.caches = [m.mount("cache", i, p) for i, p in enumerate(spec.caches)]
+    return m
+
+
+# --------------------------------------------------------------------------- containers
+
+
+def _containers(spec: KubeTaskSpec, settings: Settings, url: str, mounts: _Mounts
+                ) -> tuple[list[Manifest], list[Manifest]]:
+    """The pod's init containers and containers: [fetch-inputs], task, [upload-outputs] in this order,
+    the last of them being the one (main) container."""
+    task = _task_container(spec, mounts.task)
+    init: list[Manifest] = []
+    if spec.inputs:
+        init.append(_step_container(FETCH, _fetch_command(spec, url), mounts.inputs, spec, settings))
+    if not spec.outputs:
+        return init, [task]
+    return [*init, task], [_step_container(UPLOAD, _upload_command(spec, url), mounts.outputs, spec, settings)]
+
+
+def _task_container(spec: KubeTaskSpec, mounts: list[Manifest]) -> Manifest:
+    task: Manifest = {"name": TASK, "image": spec.image, "command": [spec.path]}
+    if spec.args:
+        task["args"] = list(spec.args)
+    task["workingDir"] = spec.dir
+    if spec.env:
+        task["env"] = [{"name": k, "value": v} for k, v in spec.env.items()]
+    resources = _resources(spec)
+    if resources:
+        task["resources"] = resources
+    if mounts:
+        task["volumeMounts"] = mounts
+    if spec.user:
+        task["securityContext"] = _user(spec.user)
+    return task
+
+
+def _resources(spec: KubeTaskSpec) -> dict[str, dict[str, str]]:
+    resources: dict[str, dict[str, str]] = {}
+    if spec.limits.cpu_shares:
+        resources["requests"] = {"cpu": _cpu(spec.limits.cpu_shares)}
+    if spec.limits.memory_bytes:
+        resources["limits"] = {"memory": _quantity(spec.limits.memory_bytes)}
+    return resources
+
+
+def _step_container(name: str, command: list[str], mounts: list[Manifest], spec: KubeTaskSpec,
+                    settings: Settings) -> Manifest:
+    """An airside step (`airside fetch-inputs` / `upload-outputs` in the airside image): it reads the
+    artifact-store token from the task's Secret and runs as the task's user, else as root."""
+    return {
+        "name": name, "image": settings.kubernetes_airside_image, "imagePullPolicy": "IfNotPresent",
+        "command": command,
+        "env": [{"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": {"name": secret_name(spec.handle),
+                                                                    "key": "token"}}}],
+        "volumeMounts": mounts,
+        "securityContext": _user(spec.user) or {"runAsUser": 0, "runAsGroup": 0},
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def _fetch_command(spec: KubeTaskSpec, url: str) -> list[str]:
+    cmd = ["airside", FETCH, "--artifact-url", url]
+    for v in spec.inputs:
+        cmd += ["--volume", f"{v.handle}={v.path}"]
+    return cmd
+
+
+def _upload_command(spec: KubeTaskSpec, url: str) -> list[str]:
+    cmd = ["airside", UPLOAD, "--artifact-url", url]
+    for key, value in (("build", spec.build), ("step", spec.step)):
+        if value:
+            cmd += ["--property", f"{key}={value}"]
+    if spec.output_ttl:
+        cmd += ["--ttl", f"{spec.output_ttl:g}"]
+    for v in spec.outputs:
+        cmd += ["--volume", f"{v.handle}={v.path}"]
+    return cmd
+
+
+# --------------------------------------------------------------------------- pod and Job specs
+
+
+def _pod_spec(settings: Settings, init: list[Manifest], containers: list[Manifest],
+              volumes: list[Manifest]) -> Manifest:
+    pod: Manifest = {"restartPolicy": "Never", "automountServiceAccountToken": False, "enableServiceLinks": False}
+    if settings.kubernetes_service_account:
+        pod["serviceAccountName"] = settings.kubernetes_service_account
+    if settings.kubernetes_node_selector:
+        pod["nodeSelector"] = dict(settings.kubernetes_node_selector)
+    if settings.kubernetes_tolerations:
+        pod["tolerations"] = [dict(t) for t in settings.kubernetes_tolerations]
+    if settings.kubernetes_image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": s} for s in settings.kubernetes_image_pull_secrets]
+    if init:
+        pod["initContainers"] = init
+    pod["containers"] = containers
+    if volumes:
+        pod["volumes"] = volumes
+    return pod
+
+
+def _job_spec(spec: KubeTaskSpec, settings: Settings, pod: Manifest) -> Manifest:
+    timeout = spec.timeout if spec.timeout is not None else settings.kubernetes_task_timeout
+    job_spec: Manifest = {"backoffLimit": 0}
+    if timeout:
+        job_spec["activeDeadlineSeconds"] = max(1, int(timeout))
+    job_spec["ttlSecondsAfterFinished"] = int(settings.kubernetes_ttl_after_finished)
+    job_spec["template"] = {"metadata": {"labels": _labels(spec), "annotations": _annotations(spec)}, "spec": pod}
+    return job_spec
+
+
+# --------------------------------------------------------------------------- values
+
+
+def _cpu(shares: int) -> str:
+    return f"{max(1, shares * 1000 // 1024)}m"
+
+
+def _quantity(n: int) -> str:
+    for suffix, power in (("Gi", 30), ("Mi", 20), ("Ki", 10)):
+        if n % (1 << power) == 0:
+            return f"{n >> power}{suffix}"
+    return str(n)
+
+
+def _user(user: str | None) -> dict[str, int]:
+    if not user:
+        return {}
+    uid, _, gid = user.partition(":")
+    return {"runAsUser": int(uid), **({"runAsGroup": int(gid)} if gid else {})}
+
+
+def _plain(obj: Manifest) -> Manifest:
+    """A deep copy that shares no sub-object (no YAML anchors, no aliasing between containers)."""
+    result: Manifest = json.loads(json.dumps(obj))
+    return result
