@@ -15,9 +15,10 @@ Sources:
   naming the image).
 
 Layers are unpacked here with tarfile (no umoci): whiteouts (`.wh.<name>`) and opaque directories
-(`.wh..wh..opq`) are applied, and any entry or hard link whose name leaves the root (`..`) is refused;
-symlinks met while unpacking are resolved as if the rootfs were `/`, never on the host. No web/worker
-imports: the worker puts `target` in a volume and caches it by `image_key()`.
+(`.wh..wh..opq`) are applied, and every entry name and hard link target is split by the one path
+sanitizer (`airside.core.paths.clean_parts`, rooted: a leading `/` is the rootfs), so a name with `..`
+or a NUL byte is refused; symlinks met while unpacking are resolved as if the rootfs were `/`, never
+on the host. No web/worker imports: the worker puts `target` in a volume and caches it by `image_key()`.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from airside.core import log as logging
+from airside.core.paths import UnsafePath, clean_parts
 
 from .base import RuntimeError_
 
@@ -160,13 +162,13 @@ def image_key(source: ImageSource) -> str:
 # ---- layer unpacking ---------------------------------------------------------------------------
 
 
-def _clean_parts(name: str, what: str) -> list[str]:
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise RuntimeError_(
-            f"{what}: entry {name!r} leaves the root filesystem (path traversal); refusing to unpack"
-        )
-    return parts
+def _clean_parts(name: str, what: str, entry: str = "entry") -> list[str]:
+    """The components of `name` inside the root (`clean_parts`, rooted); RuntimeError_ naming `what`
+    (the image and layer) and the entry when the path is refused."""
+    try:
+        return clean_parts(name, rooted=True)
+    except UnsafePath as e:
+        raise RuntimeError_(f"{what}: refusing to unpack {entry} {name!r}: {e}") from None
 
 
 def _resolve_in_root(root: str, parts: list[str]) -> str:
@@ -267,6 +269,7 @@ def unpack_layer(fileobj: IO[bytes], rootfs: Path, what: str = "layer", whiteout
             elif m.isreg():
                 _remove(dest)
                 src = tf.extractfile(m)
+                assert src is not None  # a regular member always has a body
                 fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
                 with os.fdopen(fd, "wb") as out:
                     shutil.copyfileobj(src, out, 1 << 20)
@@ -274,7 +277,7 @@ def unpack_layer(fileobj: IO[bytes], rootfs: Path, what: str = "layer", whiteout
                 _remove(dest)
                 os.symlink(m.linkname, dest)
             elif m.islnk():
-                lparts = _clean_parts(m.linkname, what)
+                lparts = _clean_parts(m.linkname, what, f"hard link {m.name!r} to")
                 target = os.path.join(_resolve_in_root(root, lparts[:-1]), lparts[-1]) if lparts else root
                 if not os.path.lexists(target):
                     raise RuntimeError_(f"{what}: hard link {m.name!r} points at missing {m.linkname!r}")
@@ -332,8 +335,12 @@ class _Archive:
             except tarfile.TarError as e:
                 raise RuntimeError_(f"image {path}: not a tar archive ({e})") from e
             for m in self.tar.getmembers():
-                if m.isreg():
-                    self.members["/".join(p for p in m.name.split("/") if p not in ("", "."))] = m
+                if not m.isreg():
+                    continue
+                try:
+                    self.members["/".join(clean_parts(m.name, rooted=True))] = m
+                except UnsafePath:
+                    continue  # `open` refuses such a name, so the member can never be asked for
 
     def has(self, name: str) -> bool:
         return name in self.members if self.tar else (self.path / name).is_file()
@@ -352,12 +359,19 @@ class _Archive:
             raise RuntimeError_(f"image {self.path}: {name} is missing")
         return open(p, "rb")
 
-    def json(self, name: str) -> dict | list:
+    def json(self, name: str) -> dict[str, Any] | list[Any]:
         with self.open(name) as f:
             try:
                 return json.load(f)
             except ValueError as e:
                 raise RuntimeError_(f"image {self.path}: {name} is not valid JSON ({e})") from e
+
+    def json_object(self, name: str) -> dict[str, Any]:
+        """`name` parsed as JSON; RuntimeError_ unless it is an object (a manifest, an index, a config)."""
+        value = self.json(name)
+        if not isinstance(value, dict):
+            raise RuntimeError_(f"image {self.path}: {name} is not a JSON object")
+        return value
 
     def close(self) -> None:
         if self.tar is not None:
@@ -402,17 +416,17 @@ def _unpack_oci(arc: _Archive, rootfs: Path, display: str, ref: str | None = Non
     for _ in range(3):
         if desc.get("mediaType") not in INDEX_TYPES:
             break
-        sub = arc.json(_blob_name(desc["digest"])).get("manifests") or []
+        sub = arc.json_object(_blob_name(desc["digest"])).get("manifests") or []
         want = [m for m in sub if (m.get("platform") or {}).get("os") == "linux"
                 and (m.get("platform") or {}).get("architecture") == _go_arch()]  # fmt: skip
         if not want:
             raise RuntimeError_(f"image {display}: no manifest for linux/{_go_arch()}")
         desc = want[0]
     _verify(arc, desc["digest"], f"image {display}")
-    manifest = arc.json(_blob_name(desc["digest"]))
+    manifest = arc.json_object(_blob_name(desc["digest"]))
     config_digest = manifest["config"]["digest"]
     _verify(arc, config_digest, f"image {display}")
-    config = arc.json(_blob_name(config_digest))
+    config = arc.json_object(_blob_name(config_digest))
     for i, layer in enumerate(manifest.get("layers") or []):
         _verify(arc, layer["digest"], f"image {display}")
         with arc.open(_blob_name(layer["digest"])) as f:
@@ -425,7 +439,7 @@ def _unpack_docker_archive(arc: _Archive, rootfs: Path, display: str) -> dict:
     if not isinstance(manifest, list) or not manifest:
         raise RuntimeError_(f"image {display}: manifest.json lists no images")
     entry = manifest[0]
-    config = arc.json(entry["Config"])
+    config = arc.json_object(entry["Config"])
     for i, layer in enumerate(entry.get("Layers") or []):
         with arc.open(layer) as f:
             unpack_layer(_seekable(f), rootfs, what=f"image {display}: layer {i + 1}")
