@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from airside.config import Settings
 from airside.runtime.base import RuntimeError_
@@ -64,7 +63,7 @@ def build_secret(spec: KubeTaskSpec, settings: Settings, token: str) -> Manifest
     }
 
 
-def needs_secret(job: Mapping[str, Any]) -> bool:
+def needs_secret(job: Manifest) -> bool:
     """Whether a Job built by `build_job` has airside steps, which read the artifact-store token Secret."""
     pod = job["spec"]["template"]["spec"]
     return any(c["name"] in (FETCH, UPLOAD) for c in [*pod.get("initContainers", []), *pod["containers"]])

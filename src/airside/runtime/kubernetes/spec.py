@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any, Protocol
+from typing import Protocol
 
 from airside.core.layout import DEFAULT_WORK_DIR
 from airside.runtime.base import ContainerSpec, Limits, RuntimeError_
@@ -135,16 +135,21 @@ class KubeTaskSpec:
         )
 
     @classmethod
-    def from_container_spec(cls, spec: ContainerSpec, **extra: Any) -> KubeTaskSpec:
+    def from_container_spec(
+        cls, spec: ContainerSpec, *, caches: Sequence[str] = (), build: str = "", attempt: int = 1, step: str = "",
+        annotations: Mapping[str, str] | None = None, timeout: float | None = None, output_ttl: float = 0.0,
+    ) -> KubeTaskSpec:
         """From the generic `ContainerSpec`: `image` is the reference; each mount's `source.name` is an
-        artifact-store handle, read-only mounts are inputs, writable ones outputs. `extra` sets the other
-        fields (build, step, timeout, …). Raises `RuntimeError_` for a privileged container."""
+        artifact-store handle, read-only mounts are inputs, writable ones outputs; the keywords set the
+        fields a `ContainerSpec` does not have. Raises `RuntimeError_` for a privileged container."""
         ins = [KubeVolume(m.source.name, m.destination, m.source.name) for m in spec.mounts if m.read_only]
         outs = [KubeVolume(m.source.name, m.destination, m.source.name) for m in spec.mounts if not m.read_only]
         if spec.privileged:
             raise RuntimeError_(f"container {spec.handle!r}: privileged tasks are not supported by the kubernetes runtime")
         return cls(handle=spec.handle, image=spec.image, path=spec.path, args=list(spec.args), env=dict(spec.env),
-                   dir=spec.dir or "/", user=spec.user, inputs=ins, outputs=outs, limits=spec.limits, **extra)
+                   dir=spec.dir or "/", user=spec.user, inputs=ins, outputs=outs, limits=spec.limits,
+                   caches=list(caches), build=build, attempt=attempt, step=step, annotations=dict(annotations or {}),
+                   timeout=timeout, output_ttl=output_ttl)
 
 
 def _image(config: TaskConfigLike, task: str) -> str:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .names import FETCH, TASK, UPLOAD
+from .names import FETCH, TASK, UPLOAD, Manifest
 from .verdict import Verdict
 
 __all__ = [
@@ -43,25 +43,24 @@ Obj = Mapping[str, Any]  # an API object as plain data
 # --------------------------------------------------------------------------- reading API objects
 
 
-def container_status(pod: Obj, name: str) -> dict[str, Any] | None:
+def container_status(pod: Obj, name: str) -> Manifest | None:
     """The status of the pod's (init) container `name`, if the pod reports one."""
     return next((s for s in _statuses(pod) if s.get("name") == name), None)
 
 
-def container_state(pod: Obj, name: str) -> dict[str, Any]:
+def container_state(pod: Obj, name: str) -> Manifest:
     """The state of container `name` (`{"running": …}`, `{"terminated": …}`, `{"waiting": …}`), or {}."""
     return (container_status(pod, name) or {}).get("state") or {}
 
 
-def condition(obj: Obj, ctype: str) -> dict[str, Any] | None:
+def condition(obj: Obj, ctype: str) -> Manifest | None:
     """The object's status condition of type `ctype`, if any."""
     return next((c for c in ((obj.get("status") or {}).get("conditions") or []) if c.get("type") == ctype), None)
 
 
 def is_true(obj: Obj, ctype: str) -> bool:
     """Whether the object has a condition `ctype` with status "True"."""
-    c = condition(obj, ctype)
-    return bool(c) and (c or {}).get("status") == "True"
+    return (condition(obj, ctype) or {}).get("status") == "True"
 
 
 def claim_names(pod: Obj) -> list[str]:
