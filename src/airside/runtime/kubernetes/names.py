@@ -13,6 +13,8 @@ import hashlib
 import re
 from typing import Any
 
+from airside.runtime.attempt import output_volume
+
 __all__ = [
     "ANNOTATION_HANDLE", "ANNOTATION_STEP", "FETCH", "JOB_NAME_LABEL", "LABEL_ATTEMPT", "LABEL_BUILD",
     "LABEL_STEP", "MANAGED_BY", "TASK", "TOKEN_ENV", "UPLOAD", "Manifest",
@@ -60,5 +62,6 @@ def label_value(value: str) -> str:
 
 
 def output_handle(handle: str, output: str) -> str:
-    """The default artifact-store handle of a task's output volume."""
-    return f"{handle}-output-{output}"
+    """The default artifact-store handle of a task's output volume: the build-attempt lifecycle's name
+    (`airside.runtime.attempt.output_volume`), so a Job and a worker name outputs alike."""
+    return output_volume(handle, output)
