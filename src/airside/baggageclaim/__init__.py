@@ -2,8 +2,11 @@
 
 Layers, each using only the ones below it:
 ``drivers/`` (mechanism, `driver.VolumeDriver`) → `filesystem` (init/live/dead state on disk) →
-`repository` (volumes, parents, properties, TTL, streams) → `server` (HTTP, error mapping).
-`detect` chooses the driver at start; `routes` is the route table `server` and `client` share.
+`repository` (volumes, parents, properties, TTL, streams: `streaming` and `tarpipe/` in, `streamout`
+out) and the stream services beside it (`peer`: stream-from another server; `splice`: stream-out into
+the socket; `threads`: the blocking/async plumbing) → `api` (HTTP: parse, call, map errors) → `server`
+(open the repository, run uvicorn). `detect` chooses the driver at start; `routes` is the route table
+`api` and `client` share.
 
 Embedding API (see `server` and `client` for details)::
 

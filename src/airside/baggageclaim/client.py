@@ -18,6 +18,7 @@ an unreachable server gives status 0.
 
 from __future__ import annotations
 
+import builtins
 import subprocess
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -98,7 +99,7 @@ class VolumeClient:
     def set_ttl(self, handle: str, ttl: float) -> Volume:
         return Volume.model_validate(self.call(routes.SET_TTL, json={"ttl": ttl}, handle=handle))
 
-    def destroy(self, handle: str, *, cascade: bool = False) -> list[str]:
+    def destroy(self, handle: str, *, cascade: bool = False) -> builtins.list[str]:
         return self.call(routes.DESTROY_VOLUME, params={"cascade": cascade}, handle=handle)["destroyed"]
 
     def size(self, handle: str) -> int:
@@ -134,10 +135,11 @@ class VolumeClient:
         """Streams a local directory into a volume (GNU tar on this side)."""
         proc = subprocess.Popen(["tar", "--numeric-owner", "-C", str(src), "-cf", "-", "."], stdout=subprocess.PIPE)
         assert proc.stdout is not None
+        out = proc.stdout
         try:
-            return self.stream_in(handle, iter(lambda: proc.stdout.read(CHUNK), b""), path=path)
+            return self.stream_in(handle, iter(lambda: out.read(CHUNK), b""), path=path)
         finally:
-            proc.stdout.close()
+            out.close()
             proc.wait()
 
     def get_dir(self, handle: str, dest: Path, *, path: str = "") -> None:

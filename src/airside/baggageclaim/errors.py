@@ -1,5 +1,5 @@
 """Domain errors of the volume server. Each carries the HTTP status the API maps it to (only
-`server.py` turns them into responses) and a message that says what was wrong and where."""
+`api.py` turns them into responses) and a message that says what was wrong and where."""
 
 from __future__ import annotations
 

@@ -8,17 +8,18 @@ child, so the parent cannot be destroyed under it; a volume being streamed into 
 
 from __future__ import annotations
 
+import builtins
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from airside.baggageclaim import streaming
+from airside.baggageclaim import streaming, streamout, tarpipe
 from airside.baggageclaim.driver import VolumeDriver
 from airside.baggageclaim.errors import InvalidRequest, VolumeConflict, VolumeError, VolumeNotFound
 from airside.baggageclaim.filesystem import Filesystem
-from airside.baggageclaim.schemas import Volume, VolumeSpec
+from airside.baggageclaim.schemas import Encoding, Volume, VolumeSpec
 from airside.core import log
 
 LOG = log.get("airside.baggageclaim.repository")
@@ -66,7 +67,7 @@ class Repository:
         return sorted((v for v in vols if all(v.properties.get(k) == val for k, val in want)),
                       key=lambda v: v.created_at)
 
-    def children(self, handle: str) -> list[str]:
+    def children(self, handle: str) -> builtins.list[str]:
         with self.lock:
             kids = [v.handle for v in self.volumes.values() if v.parent == handle]
             return kids + [h for h, p in self.creating.items() if p == handle]
@@ -139,7 +140,7 @@ class Repository:
             self._abort(handle)
             raise
 
-    def import_(self, spec: VolumeSpec, chunks: Iterable[bytes], encoding: str = "raw") -> Volume:
+    def import_(self, spec: VolumeSpec, chunks: Iterable[streaming.Chunk], encoding: str = "raw") -> Volume:
         """A new volume holding a tar stream; it only appears (live) if the whole stream was good."""
         if spec.strategy.type != "empty" or spec.strategy.parent:
             raise InvalidRequest("strategy: an imported volume has no parent")
@@ -169,14 +170,14 @@ class Repository:
     def set_ttl(self, handle: str, ttl: float) -> Volume:
         return self._update(handle, ttl=ttl, expires_at=self.clock() + ttl if ttl else None)
 
-    def destroy(self, handle: str, cascade: bool = False) -> list[str]:
+    def destroy(self, handle: str, cascade: bool = False) -> builtins.list[str]:
         """Destroys a volume (and, with cascade, its descendants, deepest first). Returns what was destroyed."""
         with self.lock:
             if handle not in self.volumes:
                 if handle in self.creating:
                     raise VolumeConflict(f"volume {handle!r} is being created")
                 return []
-            order: list[str] = []
+            order: builtins.list[str] = []
             todo = [handle]
             while todo:
                 h = todo.pop()
@@ -204,7 +205,8 @@ class Repository:
         return [h for h, _ in buried]
 
     # --- streaming ----------------------------------------------------------------------------------
-    def stream_in(self, handle: str, sub: str, chunks: Iterable[bytes], encoding: str = "raw") -> int:
+    def stream_in(self, handle: str, sub: str, chunks: Iterable[streaming.Chunk] | tarpipe.Source,
+                  encoding: str = "raw") -> int:
         """Extracts a tar stream into a volume's sub-path (see `streaming`). On a refused or broken stream the
         volume is as it was when the destination was empty or missing before, else it is marked failed."""
         with self.lock:
@@ -229,14 +231,16 @@ class Repository:
             with self.lock:
                 self.streaming.discard(handle)
 
-    def tar_command(self, handle: str, sub: str) -> list[str]:
+    def stream_out(self, handle: str, sub: str, encoding: Encoding = "raw") -> streamout.TarOut:
+        """Starts the tar stream of a volume's sub-path (`streamout.TarOut`: its caller sends it and reaps it).
+        VolumeNotFound, VolumeConflict (failed volume) or InvalidRequest (the path) before tar runs."""
         self.readable(handle)
-        return streaming.tar_command(self.data(handle), sub)
+        return streamout.TarOut(self.data(handle), sub, encoding, handle=handle)
 
     # --- expiry ---------------------------------------------------------------------------------------
-    def expire(self) -> list[str]:
+    def expire(self) -> builtins.list[str]:
         """Destroys volumes whose TTL passed. A parent waits for its children (they may expire later)."""
-        gone: list[str] = []
+        gone: builtins.list[str] = []
         while True:
             now = self.clock()
             with self.lock:

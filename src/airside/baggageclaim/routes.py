@@ -1,4 +1,4 @@
-"""The volume server API as one table of (name, method, path): `server.py` and `client.py` both import it."""
+"""The volume server API as one table of (name, method, path): `api.py` and `client.py` both import it."""
 
 from __future__ import annotations
 

@@ -2,9 +2,9 @@
 
 Stream-in reads a tar stream (raw, gzip or zstd) and checks every entry before it is written
 (`EntryCheck`). Raw and zstd streams are parsed by `tarpipe` and written by GNU ``tar x`` from headers
-re-made from the checked fields (the checks then see what the stream already sent to tar); gzip streams,
-and whatever `tarpipe` hands over (sparse members, global headers, ...), go through `tarfile` in stream
-mode with `EntryCheck` as its extraction filter. The rules are the same either way:
+re-made from the checked fields; gzip streams, and whatever `tarpipe` hands over (sparse members, global
+headers, ...), go through `tarfile` in stream mode with `EntryCheck` as its extraction filter. The rules
+are the same either way:
 
 - names: no absolute paths, no ``..``; the entry's parents inside the volume must be real
   directories, never symlinks (nothing is ever written through a symlink, so nothing lands outside);
@@ -14,9 +14,16 @@ mode with `EntryCheck` as its extraction filter. The rules are the same either w
 - device nodes only in privileged volumes; setuid/setgid bits are cleared in unprivileged ones;
 - an existing non-directory at an entry's path is replaced (unlinked first, never written through);
 - the body stops at ``limit`` bytes.
-Every refusal names the entry. Owners (numeric), modes and mtimes are kept.
+Every refusal names the entry. Owners (numeric), modes and mtimes are kept. Names are split by the one
+path sanitizer, `airside.core.paths.clean_parts`.
 
-Stream-out runs GNU ``tar`` (which never follows symlinks) on the volume's sub-path.
+`EntryCheck` sees the volume through a `VolumeView`: `DiskView` (the volume as it is on disk: tarfile
+writes each entry right after its check) or `TarView` (the volume as tar x will have it once it has
+written what it was sent: tar lags behind the checks, so what this stream already sent counts). tarpipe
+only ever calls the check (``tarpipe.Check``); it knows nothing of these rules.
+
+Stream-out runs GNU ``tar`` (which never follows symlinks) on the volume's sub-path (`tar_command`; the
+server's running form of it is `streamout.TarOut`).
 """
 
 from __future__ import annotations
@@ -28,27 +35,28 @@ import stat
 import tarfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO, Literal, Protocol, cast
 
 import zstandard
 
 from airside.baggageclaim import tarpipe
 from airside.baggageclaim.errors import BadStream, InvalidRequest, StreamTooLarge
+from airside.core.paths import UnsafePath, clean_parts
 
 ENCODINGS = ("raw", "gzip", "zstd")
 BUF = 1 << 20
 TAR_BUF = 64 << 10  # tarfile's stream buffer: it re-slices this buffer on every read, so keep it small
 
+Chunk = tarpipe.Chunk  # a stream's chunks: bytes, or fresh bytearrays a reader filled (kept, not copied)
+Key = tuple[str, ...]  # a path in the volume, as its components
+
 
 def _parts(name: str, what: str) -> list[str]:
-    if "\x00" in name:
-        raise InvalidRequest(f"{what} {name!r}: NUL byte in path")
-    if name.startswith("/"):
-        raise InvalidRequest(f"{what} {name!r}: absolute path (paths must be relative to the volume)")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise InvalidRequest(f"{what} {name!r}: path traversal (..) is not allowed")
-    return parts
+    """`clean_parts` of a relative name; its refusal as InvalidRequest naming `what` and the name."""
+    try:
+        return clean_parts(name)
+    except UnsafePath as e:
+        raise InvalidRequest(f"{what} {name!r}: {e}") from e
 
 
 def sub_path(data: Path, sub: str, *, must_exist: bool) -> Path:
@@ -73,14 +81,15 @@ def sub_path(data: Path, sub: str, *, must_exist: bool) -> Path:
 class ChunkReader(io.RawIOBase):
     """A readable file over an iterator of byte chunks that stops past `limit` bytes."""
 
-    def __init__(self, chunks: Iterable[bytes], limit: int) -> None:
-        self.chunks: Iterator[bytes] = iter(chunks)
+    def __init__(self, chunks: Iterable[Chunk], limit: int) -> None:
+        self.chunks: Iterator[Chunk] = iter(chunks)
         self.limit, self.total = limit, 0
         self.buf, self.pos = memoryview(b""), 0
 
     def readable(self) -> bool:
         return True
 
+    # io's stub takes any writable buffer; tarfile and zstandard hand memoryviews, which this slices
     def readinto(self, b: memoryview) -> int:  # type: ignore[override]
         while self.pos >= len(self.buf):
             chunk = next(self.chunks, None)
@@ -99,29 +108,122 @@ class ChunkReader(io.RawIOBase):
         return n
 
 
-class EntryCheck:
-    """The tarfile extraction filter for one stream-in (see the module docstring)."""
+def _reader(chunks: Iterable[Chunk], limit: int) -> BinaryIO:
+    """A `ChunkReader` as the binary file tarfile and zstandard read from: their stubs want IO[bytes]
+    (which no RawIOBase is), they only call read/readinto."""
+    return cast(BinaryIO, ChunkReader(chunks, limit))
 
-    def __init__(self, data: Path, sub_parts: list[str], privileged: bool) -> None:
-        self.data, self.sub_parts, self.privileged = data, sub_parts, privileged
+
+class Entry(Protocol):
+    """What `EntryCheck` reads of an entry: a `tarfile.TarInfo` or a `tarpipe.Member`."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def linkname(self) -> str: ...
+    @property
+    def mode(self) -> int: ...
+    def isdir(self) -> bool: ...
+    def isreg(self) -> bool: ...
+    def issym(self) -> bool: ...
+    def islnk(self) -> bool: ...
+    def ischr(self) -> bool: ...
+    def isblk(self) -> bool: ...
+
+
+class VolumeView(Protocol):
+    """The volume as `EntryCheck` sees it (paths it knows to be real directories aside)."""
+
+    def mode(self, key: Key) -> int | None:
+        """The st_mode at data/key, not following a symlink; None when nothing is there."""
+        ...
+
+    def replace(self, key: Key, member: Entry, mode: int) -> None:
+        """A non-directory (of `mode`) is at the checked entry's path: make way for the entry (never write
+        through what is there)."""
+        ...
+
+    def wrote(self, key: Key, member: Entry) -> None:
+        """The entry at key passed its check (and will be written)."""
+        ...
+
+
+class DiskView:
+    """The volume as it is on disk: for tarfile, which writes each entry right after its check."""
+
+    def __init__(self, data: Path) -> None:
         self.data_s = str(data)
-        self.real_dirs: set[tuple[str, ...]] = set()  # paths known to be (or become) real directories
-        self.key: tuple[str, ...] = ()  # the last entry's path in the volume
-        self.current = ""
-        self.entries = 0
 
-    def _mode(self, key: tuple[str, ...]) -> int | None:
-        """The st_mode of data/key (not following a symlink), None when it does not exist."""
+    def mode(self, key: Key) -> int | None:
         try:
             return os.lstat(os.path.join(self.data_s, *key)).st_mode
         except FileNotFoundError:
             return None
 
-    def _replace(self, key: tuple[str, ...], member: Any) -> None:
-        """An existing non-directory is at the entry's path: unlink it (never write through it)."""
+    def replace(self, key: Key, member: Entry, mode: int) -> None:
         os.unlink(os.path.join(self.data_s, *key))
 
+    def wrote(self, key: Key, member: Entry) -> None:
+        pass
+
+
+class TarView:
+    """The volume as tar x will have it once it has written what this stream sent it (tar lags behind the
+    checks): what the stream made, else nothing in a directory it made, else `disk`. tar unlinks what is
+    in the way itself; a directory entry over a symlink ends the fast path (tar would keep the symlink)."""
+
+    def __init__(self, disk: VolumeView) -> None:
+        self.disk = disk
+        self.made: dict[Key, int] = {}  # non-directories this stream sent: their file type
+        self.absent: set[Key] = set()  # paths that were not there before this stream
+
+    def mode(self, key: Key) -> int | None:
+        mode = self.made.get(key)
+        if mode is not None:
+            return mode
+        if key[:-1] in self.absent:  # in a directory this stream made: nothing there but what it sent
+            return None
+        mode = self.disk.mode(key)  # untouched by this stream: as it is on disk
+        if mode is None:
+            self.absent.add(key)
+        return mode
+
+    def replace(self, key: Key, member: Entry, mode: int) -> None:
+        if member.isdir() and stat.S_ISLNK(mode):
+            raise tarpipe.Handover("directory over a symlink")
+        # tar itself unlinks what is in the way (O_EXCL, then unlink and retry)
+
+    def wrote(self, key: Key, member: Entry) -> None:
+        if member.isdir():
+            self.made.pop(key, None)
+        elif member.issym():
+            self.made[key] = stat.S_IFLNK
+        elif member.isreg() or member.islnk():
+            self.made[key] = stat.S_IFREG
+        else:
+            self.made[key] = stat.S_IFIFO
+
+
+class EntryCheck:
+    """The rules for one stream-in (see the module docstring), over a view of the volume (`DiskView` when
+    none is given). `check` is the `tarpipe.Check`; calling it is the tarfile extraction filter."""
+
+    def __init__(self, data: Path, sub_parts: list[str], privileged: bool, view: VolumeView | None = None) -> None:
+        self.data, self.sub_parts, self.privileged = data, sub_parts, privileged
+        self.view: VolumeView = view or DiskView(data)
+        self.real_dirs: set[Key] = set()  # paths known to be (or become) real directories
+        self.current = ""
+        self.entries = 0
+
+    def _mode(self, key: Key) -> int | None:
+        """The st_mode at data/key as the view has it (not following a symlink), None when nothing is
+        there; a path known to be a real directory is one."""
+        if key in self.real_dirs:
+            return stat.S_IFDIR
+        return self.view.mode(key)
+
     def _check_parents(self, rel: list[str], entry: str) -> None:
+        """Every parent of rel in the volume is a real directory, or missing (the extraction makes it)."""
         if len(rel) > 1 and tuple(rel[:-1]) in self.real_dirs:
             return  # a known real directory: its parents were checked before it was added
         for i in range(1, len(rel)):
@@ -141,14 +243,14 @@ class EntryCheck:
     def __call__(self, member: tarfile.TarInfo, _dest: str) -> tarfile.TarInfo:
         return member.replace(**self.check(member), deep=False)
 
-    def check(self, member: Any) -> dict:
-        """Checks one entry (a TarInfo or anything with its name, linkname, mode and is*() methods) and
-        returns the changes to make to it (normalised name and link name, mode without setuid bits)."""
+    def check(self, member: Entry) -> tarpipe.Changes:
+        """Checks one entry and returns the changes to make to it (normalised name and link name, mode
+        without setuid bits); raises InvalidRequest naming the entry."""
         entry = member.name
         self.current = entry
         parts = _parts(entry, "entry")
         rel = self.sub_parts + parts
-        changes: dict = {"name": "/".join(parts) or "."}
+        changes: tarpipe.Changes = {"name": "/".join(parts) or "."}
         if not parts and not member.isdir():
             raise InvalidRequest(f"entry {entry!r}: only a directory may name the destination itself")
         self._check_parents(rel, entry)
@@ -187,23 +289,24 @@ class EntryCheck:
             changes["mode"] = member.mode & ~(stat.S_ISUID | stat.S_ISGID)
 
         if parts:
-            key = self.key = tuple(rel)
+            key = tuple(rel)
             mode = self._mode(key)
             if mode is not None:
                 if stat.S_ISDIR(mode):
                     if not member.isdir():
                         raise InvalidRequest(f"entry {entry!r}: would replace a directory with a non-directory")
-                else:
-                    self._replace(key, member)  # replace, never write through an existing symlink or hard link
+                else:  # replace, never write through an existing symlink or hard link
+                    self.view.replace(key, member, mode)
             if member.isdir():
                 self.real_dirs.add(key)
+            self.view.wrote(key, member)
         self.entries += 1
         return changes
 
 
-def _decoded(raw: BinaryIO, encoding: str) -> tuple[BinaryIO, str]:
+def _decoded(raw: BinaryIO, encoding: str) -> tuple[BinaryIO, Literal["r|", "r|gz"]]:
     if encoding == "zstd":
-        return zstandard.ZstdDecompressor().stream_reader(raw, read_size=BUF), "r|"  # type: ignore[return-value]
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_size=BUF), "r|"
     if encoding == "gzip":
         return raw, "r|gz"
     if encoding == "raw":
@@ -236,13 +339,7 @@ def _created_from(data: Path, sub_parts: list[str]) -> Path | None:
     return None
 
 
-class _PipeCheck(tarpipe.ModelCheck, EntryCheck):
-    def __init__(self, data: Path, sub_parts: list[str], privileged: bool) -> None:
-        super().__init__(data, sub_parts, privileged)
-        self.made, self.absent = {}, set()
-
-
-def _limited(chunks: Iterable[bytes], limit: int) -> Iterator[bytes]:
+def _limited(chunks: Iterable[Chunk], limit: int) -> Iterator[Chunk]:
     total = 0
     for chunk in chunks:
         if not chunk:
@@ -253,13 +350,13 @@ def _limited(chunks: Iterable[bytes], limit: int) -> Iterator[bytes]:
         yield chunk
 
 
-def _zstd_chunks(chunks: Iterable[bytes], limit: int) -> Iterator[bytes]:
-    reader = zstandard.ZstdDecompressor().stream_reader(ChunkReader(chunks, limit), read_size=BUF)
+def _zstd_chunks(chunks: Iterable[Chunk], limit: int) -> Iterator[bytes]:
+    reader = zstandard.ZstdDecompressor().stream_reader(_reader(chunks, limit), read_size=BUF)
     while block := reader.read(BUF):
         yield block
 
 
-def extract(chunks: Iterable[bytes] | tarpipe.Source, data: Path, sub: str, *, privileged: bool,
+def extract(chunks: Iterable[Chunk] | tarpipe.Source, data: Path, sub: str, *, privileged: bool,
             encoding: str = "raw", limit: int, use_tar: bool | None = None) -> tuple[int, bool]:
     """Streams a tar into data/sub. Returns (entries written, True).
 
@@ -281,12 +378,13 @@ def extract(chunks: Iterable[bytes] | tarpipe.Source, data: Path, sub: str, *, p
     restorable = _empty_or_missing(dest)
     if use_tar is None:
         use_tar = encoding != "gzip" and tarpipe.gnu_tar()
-    check: EntryCheck = _PipeCheck(data, sub_parts, privileged) if use_tar else EntryCheck(data, sub_parts, privileged)
+    view = TarView(DiskView(data)) if use_tar else None
+    check = EntryCheck(data, sub_parts, privileged, view)
     try:
         dest.mkdir(parents=True, exist_ok=True)
         try:
             if use_tar:
-                decoded: Iterable[bytes] | tarpipe.Source
+                decoded: Iterable[Chunk] | tarpipe.Source
                 if encoding == "zstd":
                     decoded = _zstd_chunks(chunks, limit)
                 elif isinstance(chunks, tarpipe.Source):  # raw bytes it can splice into tar's pipe
@@ -294,18 +392,19 @@ def extract(chunks: Iterable[bytes] | tarpipe.Source, data: Path, sub: str, *, p
                     decoded = chunks
                 else:
                     decoded = _limited(chunks, limit)
-                rest = tarpipe.pipe(decoded, dest, check)
+                rest = tarpipe.pipe(decoded, dest, check.check)
                 if rest is None:
                     return check.entries, True
                 plain = EntryCheck(data, sub_parts, privileged)  # tar is done: the volume is as on disk
                 plain.entries, plain.current = check.entries, check.current
                 check = plain
-                fileobj: BinaryIO = ChunkReader(rest, 1 << 62)  # type: ignore[assignment]
-                mode = "r|"
+                fileobj: BinaryIO = _reader(rest, 1 << 62)
+                mode: Literal["r|", "r|gz"] = "r|"
             else:
-                fileobj, mode = _decoded(ChunkReader(chunks, limit), encoding)  # unbuffered: the limit trips
+                fileobj, mode = _decoded(_reader(chunks, limit), encoding)  # unbuffered: the limit trips
             with tarfile.open(fileobj=fileobj, mode=mode, bufsize=TAR_BUF) as tf:  # in the entry crossing it
-                tf.copybufsize = 4 * TAR_BUF
+                # set by TarFile.__init__ (its copybufsize argument), not declared in typeshed's TarFile
+                tf.copybufsize = 4 * TAR_BUF  # type: ignore[attr-defined]
                 tf.extractall(str(dest), numeric_owner=True, filter=check)
         except (tarfile.ReadError, tarfile.CompressionError, EOFError, zstandard.ZstdError) as e:
             where = f"after entry {check.current!r}" if check.current else "before the first entry"
@@ -319,6 +418,7 @@ def extract(chunks: Iterable[bytes] | tarpipe.Source, data: Path, sub: str, *, p
             e.message = f"{e.message} (while reading entry {check.current!r})"
         if isinstance(e, BadStream) and check.current and "entry" not in e.message:
             e.message = f"not a readable {encoding} tar stream after entry {check.current!r}: {e.message}"
+        # any exception carries it to Repository.stream_in (which reads it with getattr)
         e.restored = restorable or check.entries == 0  # type: ignore[attr-defined]
         if restorable and first_missing is not None:
             shutil.rmtree(first_missing, ignore_errors=True)

@@ -71,10 +71,10 @@ def test_hostile_peer_streams_and_unreachable_peers(server_factory, tmpfs: Path)
 @pytest.fixture
 def spies(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """How often each side took the zero-copy path (the servers run in this process)."""
-    from airside.baggageclaim import server, zerocopy
+    from airside.baggageclaim import peer, zerocopy
 
     seen = {"send_chunks": 0, "peer_body": 0}
-    real_send, real_body = zerocopy.send_chunks, server.peer_body
+    real_send, real_body = zerocopy.send_chunks, peer.peer_body
 
     def send(*a: object) -> int:
         seen["send_chunks"] += 1
@@ -86,7 +86,7 @@ def spies(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
         return got
 
     monkeypatch.setattr(zerocopy, "send_chunks", send)
-    monkeypatch.setattr(server, "peer_body", body)
+    monkeypatch.setattr(peer, "peer_body", body)
     return seen
 
 

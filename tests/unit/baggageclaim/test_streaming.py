@@ -12,6 +12,7 @@ import zstandard
 
 from airside.baggageclaim import streaming
 from airside.baggageclaim.errors import BadStream, InvalidRequest, StreamTooLarge
+from tests.unit.test_paths import HOSTILE
 
 from .tarballs import chunks, entry, tar_bytes
 
@@ -158,3 +159,25 @@ def test_sub_path_rules(vol: Path) -> None:
             streaming.sub_path(vol, bad, must_exist=False)
     with pytest.raises(InvalidRequest, match="does not exist"):
         streaming.tar_command(vol, "missing")
+
+
+def _pax_named(name: str, kind: str = "file", link: str = "") -> tuple:
+    """An entry whose name (and link name) travel in PAX records, which carry any byte (a NUL too)."""
+    ti, data = entry("placeholder", kind, data=b"x" if kind == "file" else b"", link="placeholder")
+    ti.pax_headers = {"path": name, **({"linkpath": link} if link else {})}
+    return ti, data
+
+
+@pytest.mark.parametrize("use_tar", [True, False], ids=["tarpipe", "tarfile"])
+@pytest.mark.parametrize("name", HOSTILE)
+def test_the_shared_hostile_names_are_refused_as_entries_link_targets_and_sub_paths(
+        vol: Path, name: str, use_tar: bool) -> None:
+    """Stream-in splits names with core.paths.clean_parts: each of test_paths.HOSTILE is refused, named."""
+    for hostile in ([_pax_named(name)], [entry("t", data=b"x"), _pax_named("hl", "hardlink", link=name)]):
+        with pytest.raises(InvalidRequest) as e:
+            extract(vol, tar_bytes(hostile), use_tar=use_tar)
+        assert repr(name) in e.value.message
+        assert list(vol.iterdir()) == []
+    with pytest.raises(InvalidRequest) as e:
+        streaming.sub_path(vol, name, must_exist=False)
+    assert e.value.message.startswith(f"path {name!r}: ")
