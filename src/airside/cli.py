@@ -6,7 +6,7 @@ import importlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
@@ -37,7 +37,7 @@ def client_for(settings: Settings) -> WebClient:
     return WebClient(settings.web_url, auth=auth.BearerAuth(token), ca_file=settings.tls_ca_file)
 
 
-def _fail(e: WebError) -> None:
+def _fail(e: WebError) -> NoReturn:
     err.print(f"[red]error:[/red] {e.message}")
     sys.exit(2 if e.status == 0 else 1)
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
+from pydantic.fields import FieldInfo
+from pydantic.json_schema import JsonDict
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "AIRSIDE_"
@@ -28,7 +31,7 @@ def _f(default: Any, description: str, *roles: str, secret: bool = False, file: 
     """A setting. `secret`: a credential the deployment generates (tokens). `file`: a path to a file the
     operator provides (certificates, keys); deployments that hand out file *contents* (BOSH properties)
     write it for the binary. `secret_file`: such a file holds a secret (a private key)."""
-    extra = {"roles": list(roles), "secret": secret, "file": file or secret_file, "secret_file": secret_file}
+    extra: JsonDict = {"roles": [*roles], "secret": secret, "file": file or secret_file, "secret_file": secret_file}
     return Field(default, description=description, json_schema_extra=extra, **kw)
 
 
@@ -261,11 +264,30 @@ class Settings(BaseSettings):
         return self.baggageclaim_url or f"http://{self.baggageclaim_bind_host}:{self.baggageclaim_bind_port}"
 
 
-def fields_for(role: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class FieldMeta:
+    """What `_f` recorded on a setting (its json_schema_extra), read back typed."""
+
+    roles: tuple[str, ...]
+    secret: bool = False
+    file: bool = False
+    secret_file: bool = False
+
+
+def field_meta(field: FieldInfo) -> FieldMeta:
+    """The roles and flags of a setting; a field not declared through `_f` has no roles."""
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    roles = extra.get("roles")
+    return FieldMeta(roles=tuple(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else (),
+                     secret=extra.get("secret") is True, file=extra.get("file") is True,
+                     secret_file=extra.get("secret_file") is True)
+
+
+def fields_for(role: str) -> dict[str, FieldInfo]:
     """The settings a role reads (plus the common ones), in declaration order."""
     out = {}
     for name, field in Settings.model_fields.items():
-        roles = (field.json_schema_extra or {}).get("roles", [])
+        roles = field_meta(field).roles
         if role in roles or COMMON in roles:
             out[name] = field
     return out

@@ -40,7 +40,9 @@ def new_token() -> str:
 
 
 def tokens_equal(given: str | None, expected: str | None) -> bool:
-    return bool(given) and bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+    if not given or not expected:
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())
 
 
 def generate_keypair() -> tuple[bytes, str]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 from pydantic import SecretStr, ValidationError
+from pydantic.fields import FieldInfo
 
 from airside.config import Settings, env_name, fields_for
 
@@ -33,7 +34,7 @@ def _click_type(annotation: Any) -> tuple[Any, bool]:
 
 
 def settings_options(*roles: str) -> Callable[[Callable], Callable]:
-    fields: dict[str, Any] = {}
+    fields: dict[str, FieldInfo] = {}
     for role in roles:
         fields.update(fields_for(role))
 

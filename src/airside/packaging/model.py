@@ -33,6 +33,7 @@ from airside.config import (
     Settings,
     env_encoding,
     env_name,
+    field_meta,
 )
 
 # Signal names the worker understands (airside.worker.signals is the truth; a unit test cross-checks).
@@ -130,13 +131,13 @@ def _settings() -> tuple[SettingSpec, ...]:
     props = Settings.model_json_schema()["properties"]
     out = []
     for name, f in Settings.model_fields.items():
-        extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
+        meta = field_meta(f)
         default, machine = _portable_default(f.default)
         out.append(SettingSpec(
             name=name, env=env_name(name), description=(f.description or "").strip(),
-            roles=tuple(extra.get("roles", ())), secret=bool(extra.get("secret", False)),
+            roles=meta.roles, secret=meta.secret,
             schema=_value_schema(props.get(name, {})), default=default, machine_default=machine,
-            file=bool(extra.get("file", False)), secret_file=bool(extra.get("secret_file", False)),
+            file=meta.file, secret_file=meta.secret_file,
         ))
     return tuple(out)
 

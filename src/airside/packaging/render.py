@@ -36,8 +36,9 @@ class OverrideError(ValueError):
 
 
 # --- overrides ------------------------------------------------------------------------------------------
-_JSON_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "object": dict,
-               "array": list, "null": type(None)}
+_JSON_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str, "integer": int, "number": (int, float), "boolean": bool, "object": dict, "array": list,
+    "null": type(None)}
 
 
 def _type_ok(value: Any, types: str | list[str]) -> bool:

@@ -21,6 +21,7 @@ import contextlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -151,7 +152,7 @@ class Beacon:
         self.state = worker.state
         return worker
 
-    def heartbeat_loop(self, on_state: callable = None) -> None:  # type: ignore[valid-type]
+    def heartbeat_loop(self, on_state: Callable[[WorkerState], None] | None = None) -> None:
         """Heartbeats until stop_heartbeats(); calls on_state(state) after each answer."""
         while not self._stop_heartbeats.wait(self.interval):
             try:
