@@ -14,9 +14,11 @@ quickstart: setup     ## web on SQLite + one local worker; Ctrl-C drains and sto
 test:                 ## unit + integration tests (real PostgreSQL started by the fixtures)
 	$(PYTEST) tests/unit tests/integration
 
-lint:                 ## ruff + import-linter layer contracts
-	ruff check src tests bench
+lint:                 ## ruff, import-linter layer contracts, mypy (pyproject [tool.mypy]), no new public Any
+	ruff check src tests bench tools
 	lint-imports
+	$(PYTHON) -m mypy
+	$(PYTHON) tools/lint/public_any.py
 
 bench:                ## benchmarks; each prints ratios against a baseline measured in the same run
 	$(PYTHON) bench/heartbeats.py
