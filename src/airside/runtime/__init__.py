@@ -17,12 +17,12 @@ __all__ = [
 RUNTIMES = ("oci", "process")
 
 
-def get_runtime(name: str, state_dir: Path, **options: object) -> Runtime:
+def get_runtime(name: str, state_dir: Path, *, runc: str = "runc") -> Runtime:
     """A runtime by name: "oci" (runc; option `runc`) or "process" (no isolation)."""
     if name == "oci":
         from .oci import OCIRuntime
 
-        return OCIRuntime(Path(state_dir), **options)  # type: ignore[arg-type]
+        return OCIRuntime(Path(state_dir), runc=runc)
     if name == "process":
         from .process import ProcessRuntime
 

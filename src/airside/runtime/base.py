@@ -19,7 +19,7 @@ handle are made by one thread at a time, except `logs` which may run beside `wai
 Errors: `RuntimeError_` with a message a person can act on. A task's own non-zero exit is not an error:
 it is an ExitStatus.
 
-Backends live side by side in this package (`oci.py`, `process.py`, `kubernetes.py`) and never import
+Backends live side by side in this package (`oci.py`, `process.py`, `kubernetes/`) and never import
 each other; `get_runtime(name, state_dir)` builds one.
 """
 
