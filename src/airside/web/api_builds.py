@@ -1,14 +1,20 @@
 """The builds API: one-off builds (execute), their artifacts and logs, and the worker-side calls that
-run them (long-poll for work, phases, logs, finish, reaper reports)."""
+run them (long-poll for work, phases, logs, finish, reaper reports).
+
+Clients' calls need the operator token. A worker may read a build, its inputs and upload its outputs only
+while the build is placed on it (`_worker_may_touch`); its reports carry the attempt they are about, and
+`builds` refuses (409) a report for an attempt that no longer runs there.
+"""
+
+from __future__ import annotations
 
 import asyncio
 import base64
 import json
 import re
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from airside.core import routes
@@ -28,227 +34,247 @@ from airside.task import TaskConfigError, load_task_config
 from airside.web import builds, gc, registry
 from airside.web.artifacts import ENCODINGS, TooLarge
 from airside.web.auth import Principal, require_operator, require_self
-
-if TYPE_CHECKING:
-    from airside.web.app import Web
+from airside.web.db import BuildRow
+from airside.web.deps import Caller, WebDep, endpoint
+from airside.web.service import Web
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 
+router = APIRouter()
 
-def router(web: "Web") -> APIRouter:
-    r = APIRouter()
-    Caller = Annotated[Principal, Depends(web.auth)]
 
-    def route(rt: routes.Route, **kw):  # noqa: ANN202 - decorator factory
-        return r.api_route(rt.path, methods=[rt.method], **kw)
+def _worker_may_touch(p: Principal, b: BuildRow) -> None:
+    if p.kind != "operator" and p.worker not in (None, b.worker_name):
+        raise HTTPException(403, f"build {b.id} does not run on worker {p.worker!r}")
 
-    def worker_may_touch(p: Principal, b) -> None:  # noqa: ANN001
-        if p.kind != "operator" and p.worker not in (None, b.worker_name):
-            raise HTTPException(403, f"build {b.id} does not run on worker {p.worker!r}")
 
-    def check_name(name: str) -> None:
-        if not NAME_RE.match(name):
-            raise HTTPException(422, f"invalid artifact name {name!r}")
+def _check_name(name: str) -> None:
+    if not NAME_RE.match(name):
+        raise HTTPException(422, f"invalid artifact name {name!r}")
 
-    # --- clients ----------------------------------------------------------------------------------
-    @route(routes.CREATE_BUILD, response_model=Build, status_code=201)
-    def create_build(req: BuildCreate, p: Caller) -> Build:
-        require_operator(p)
-        try:
-            config = load_task_config(req.config, req.config_filename)
-        except TaskConfigError as e:
-            raise HTTPException(422, str(e)) from e
-        if (web.settings.kubernetes_tag in req.tags or web.settings.runtime == "kubernetes") and web.kubernetes is None:
-            raise HTTPException(422, "this web has no kubernetes runtime: set AIRSIDE_RUNTIME=kubernetes or "
-                                     "AIRSIDE_KUBERNETES_ARTIFACT_URL (and the other kubernetes_* settings)")
-        unknown = sorted(set(req.inputs) - {i.name for i in config.inputs})
-        if unknown:
-            raise HTTPException(422, f"{req.config_filename}: the task has no inputs named {', '.join(unknown)}")
-        with web.tx() as s:
-            b = builds.create(s, req, config.model_dump(mode="json"), web.clock(), web.settings.requeue_budget,
-                              web.settings.runtime, web.settings.kubernetes_tag)
-            if not config.inputs or all(i.optional for i in config.inputs) and not req.inputs:
-                builds.start(s, b, web.clock())
-                web.wake_scheduler()
-            return builds.view(b)
 
-    @route(routes.LIST_BUILDS, response_model=list[Build])
-    def list_builds(p: Caller, limit: int = Query(50, ge=1, le=1000)) -> list[Build]:
-        require_operator(p)
-        with web.sessions() as s:
-            return [builds.view(b) for b in builds.recent(s, limit)]
-
-    @route(routes.GET_BUILD, response_model=Build)
-    def get_build(build_id: int, p: Caller) -> Build:
-        with web.sessions() as s:
-            b = builds.get(s, build_id)
-            worker_may_touch(p, b)
-            return builds.view(b)
-
-    @route(routes.START_BUILD, response_model=Build)
-    def start_build(build_id: int, p: Caller) -> Build:
-        require_operator(p)
-        with web.tx() as s:
-            b = builds.get(s, build_id, lock=True)
+# --- clients ----------------------------------------------------------------------------------------
+@endpoint(router, routes.CREATE_BUILD, status_code=201)
+def create_build(req: BuildCreate, p: Caller, web: WebDep) -> Build:
+    require_operator(p)
+    try:
+        config = load_task_config(req.config, req.config_filename)
+    except TaskConfigError as e:
+        raise HTTPException(422, str(e)) from e
+    if (web.settings.kubernetes_tag in req.tags or web.settings.runtime == "kubernetes") and web.kubernetes is None:
+        raise HTTPException(422, "this web has no kubernetes runtime: set AIRSIDE_RUNTIME=kubernetes or "
+                                 "AIRSIDE_KUBERNETES_ARTIFACT_URL (and the other kubernetes_* settings)")
+    unknown = sorted(set(req.inputs) - {i.name for i in config.inputs})
+    if unknown:
+        raise HTTPException(422, f"{req.config_filename}: the task has no inputs named {', '.join(unknown)}")
+    with web.tx() as s:
+        b = builds.create(s, req, config.model_dump(mode="json"), web.clock(), web.settings.requeue_budget,
+                          web.settings.runtime, web.settings.kubernetes_tag)
+        if not config.inputs or all(i.optional for i in config.inputs) and not req.inputs:
             builds.start(s, b, web.clock())
-        web.wake_scheduler()
+            web.wake_scheduler()
         return builds.view(b)
 
-    @route(routes.ABORT_BUILD, response_model=Build)
-    def abort_build(build_id: int, p: Caller) -> Build:
-        require_operator(p)
-        with web.tx() as s:
-            b = builds.get(s, build_id, lock=True)
-            builds.abort(s, b, web.clock())
-            view = builds.view(b)
-        web.assignments_changed()
-        return view
 
-    @route(routes.BUILD_EVENTS)
-    async def build_events(build_id: int, p: Caller, after: int = Query(-1, ge=-1)) -> StreamingResponse:
-        require_operator(p)
-        await asyncio.to_thread(_exists, build_id)
+@endpoint(router, routes.LIST_BUILDS)
+def list_builds(p: Caller, web: WebDep, limit: int = Query(50, ge=1, le=1000)) -> list[Build]:
+    require_operator(p)
+    with web.sessions() as s:
+        return [builds.view(b) for b in builds.recent(s, limit)]
 
-        async def stream() -> AsyncIterator[bytes]:
-            last = after
-            while True:
-                rows, final = await asyncio.to_thread(_events_since, build_id, last)
-                for e in rows:
-                    last = e["seq"]
-                    yield f"id: {e['seq']}\nevent: {e['kind']}\ndata: {json.dumps(e)}\n\n".encode()
-                if not rows:
-                    if final is not None:  # the outcome rides on the end event: no extra request to learn it
-                        yield f"event: end\ndata: {json.dumps(final)}\n\n".encode()
-                        return
-                    yield b": keep-alive\n\n"
-                    await asyncio.sleep(0.05)
 
-        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+@endpoint(router, routes.GET_BUILD)
+def get_build(build_id: int, p: Caller, web: WebDep) -> Build:
+    with web.sessions() as s:
+        b = builds.get(s, build_id)
+        _worker_may_touch(p, b)
+        return builds.view(b)
 
-    def _exists(build_id: int) -> None:
-        with web.sessions() as s:
-            builds.get(s, build_id)
 
-    def _events_since(build_id: int, after: int) -> tuple[list[dict], dict | None]:
-        """New events, and the build's outcome once it has ended."""
-        with web.sessions() as s:
-            rows = builds.events(s, build_id, after)
-            b = builds.get(s, build_id)
-            final = ({"status": b.status, "exit_code": b.exit_code, "reason": b.reason}
-                     if b.status in TERMINAL else None)
-            return [{"seq": e.seq, "kind": e.kind, "stream": e.stream, "data": e.data, "at": e.at} for e in rows], final
+@endpoint(router, routes.START_BUILD)
+def start_build(build_id: int, p: Caller, web: WebDep) -> Build:
+    require_operator(p)
+    with web.tx() as s:
+        b = builds.get(s, build_id, lock=True)
+        builds.start(s, b, web.clock())
+    web.wake_scheduler()
+    return builds.view(b)
 
-    # --- artifacts -------------------------------------------------------------------------------------
-    async def _upload(request: Request, build_id: int, kind: str, name: str) -> None:
-        encoding = request.headers.get("content-encoding", "identity")
-        if encoding not in ENCODINGS:
-            raise HTTPException(415, f"unsupported Content-Encoding {encoding!r} (use zstd or none)")
-        try:
-            await web.artifacts.write(build_id, kind, name, encoding, request.stream(), web.settings.max_upload_bytes)
-        except TooLarge as e:
-            raise HTTPException(413, str(e)) from e
 
-    def _download(build_id: int, kind: str, name: str) -> StreamingResponse:
-        found = web.artifacts.find(build_id, kind, name)
-        if found is None:
-            raise HTTPException(404, f"build {build_id} has no {kind[:-1]} named {name!r}")
-        path, encoding = found
-        headers = {"Content-Encoding": encoding} if encoding != "identity" else {}
-        return StreamingResponse(web.artifacts.read(path), media_type="application/x-tar", headers=headers)
+@endpoint(router, routes.ABORT_BUILD)
+def abort_build(build_id: int, p: Caller, web: WebDep) -> Build:
+    require_operator(p)
+    with web.tx() as s:
+        b = builds.get(s, build_id, lock=True)
+        builds.abort(s, b, web.clock())
+        view = builds.view(b)
+    web.assignments_changed()
+    return view
 
-    @route(routes.PUT_INPUT, status_code=204)
-    async def put_input(build_id: int, name: str, request: Request, p: Caller) -> Response:
-        require_operator(p)
-        check_name(name)
-        await asyncio.to_thread(_input_allowed, build_id, name)
-        await _upload(request, build_id, "inputs", name)
-        await asyncio.to_thread(_input_done, build_id, name)
-        return Response(status_code=204)
 
-    def _input_allowed(build_id: int, name: str) -> None:
-        with web.tx() as s:
-            b = builds.get(s, build_id)
-            builds.input_uploaded(s, b, name)  # validates; rolled back below if the upload fails
-            s.rollback()
+@endpoint(router, routes.BUILD_EVENTS)
+async def build_events(build_id: int, p: Caller, web: WebDep, after: int = Query(-1, ge=-1)) -> StreamingResponse:
+    # server-sent events: the build's events after `after`, then (once it has ended) an `end` event
+    # (no docstring: it would become the operation's description in /openapi.json)
+    require_operator(p)
+    await asyncio.to_thread(_exists, web, build_id)
+    return StreamingResponse(_event_stream(web, build_id, after), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})
 
-    def _input_done(build_id: int, name: str) -> None:
-        with web.tx() as s:
-            builds.input_uploaded(s, builds.get(s, build_id, lock=True), name)
 
-    @route(routes.GET_INPUT)
-    def get_input(build_id: int, name: str, p: Caller) -> StreamingResponse:
-        with web.sessions() as s:
-            worker_may_touch(p, builds.get(s, build_id))
-        return _download(build_id, "inputs", name)
+async def _event_stream(web: Web, build_id: int, after: int) -> AsyncIterator[bytes]:
+    last = after
+    while True:
+        rows, final = await asyncio.to_thread(_events_since, web, build_id, last)
+        for e in rows:
+            last = e["seq"]
+            yield f"id: {e['seq']}\nevent: {e['kind']}\ndata: {json.dumps(e)}\n\n".encode()
+        if not rows:
+            if final is not None:  # the outcome rides on the end event: no extra request to learn it
+                yield f"event: end\ndata: {json.dumps(final)}\n\n".encode()
+                return
+            yield b": keep-alive\n\n"
+            await asyncio.sleep(0.05)
 
-    @route(routes.PUT_OUTPUT, status_code=204)
-    async def put_output(build_id: int, name: str, request: Request, p: Caller,
-                         attempt: int = Query(..., ge=1)) -> Response:
-        check_name(name)
-        b = await asyncio.to_thread(_running_build, build_id, attempt)
-        worker_may_touch(p, b)
-        await _upload(request, build_id, "outputs", name)
-        return Response(status_code=204)
 
-    def _running_build(build_id: int, attempt: int):  # noqa: ANN202
-        with web.tx() as s:
-            return builds._own(s, build_id, None, attempt)
+def _exists(web: Web, build_id: int) -> None:
+    with web.sessions() as s:
+        builds.get(s, build_id)
 
-    @route(routes.GET_OUTPUT)
-    def get_output(build_id: int, name: str, p: Caller) -> StreamingResponse:
-        require_operator(p)
-        return _download(build_id, "outputs", name)
 
-    # --- workers running builds ------------------------------------------------------------------------
-    @route(routes.WORKER_WORK, response_model=list[Assignment])
-    async def worker_work(name: str, p: Caller, boot_epoch: str = Query(...),
-                          wait: float = Query(0, ge=0, le=60), known: str = Query("")) -> list[Assignment]:
-        """Long-poll: the builds placed on this worker (its boot epoch). Returns at once when the set differs
-        from `known` (comma-separated "id.attempt" the worker already runs) or an abort is pending."""
-        require_self(p, name)
-        known_set = {k for k in known.split(",") if k}
-        deadline = asyncio.get_running_loop().time() + wait
-        while True:
-            found = await asyncio.to_thread(_assignments, name, boot_epoch)
-            now_set = {f"{a.build_id}.{a.attempt}" for a in found}
-            if now_set != known_set or any(a.abort for a in found) or asyncio.get_running_loop().time() >= deadline:
-                return found
-            await web.assignment_change(0.25)
+def _events_since(web: Web, build_id: int, after: int) -> tuple[list[dict], dict | None]:
+    """New events, and the build's outcome once it has ended."""
+    with web.sessions() as s:
+        rows = builds.events(s, build_id, after)
+        b = builds.get(s, build_id)
+        final = ({"status": b.status, "exit_code": b.exit_code, "reason": b.reason}
+                 if b.status in TERMINAL else None)
+        return [{"seq": e.seq, "kind": e.kind, "stream": e.stream, "data": e.data, "at": e.at} for e in rows], final
 
-    def _assignments(name: str, epoch: str) -> list[Assignment]:
-        with web.sessions() as s:
-            registry.get(s, name)
-            return builds.assignments(s, name, epoch)
 
-    @route(routes.BUILD_PHASE, status_code=204)
-    def build_phase(build_id: int, report: PhaseReport, p: Caller) -> Response:
-        with web.tx() as s:
-            builds.phase(s, build_id, p.worker, report.attempt, report.phase, web.clock())
-        return Response(status_code=204)
+# --- artifacts ----------------------------------------------------------------------------------------
+async def _upload(web: Web, request: Request, build_id: int, kind: str, name: str) -> None:
+    encoding = request.headers.get("content-encoding", "identity")
+    if encoding not in ENCODINGS:
+        raise HTTPException(415, f"unsupported Content-Encoding {encoding!r} (use zstd or none)")
+    try:
+        await web.artifacts.write(build_id, kind, name, encoding, request.stream(), web.settings.max_upload_bytes)
+    except TooLarge as e:
+        raise HTTPException(413, str(e)) from e
 
-    @route(routes.BUILD_LOGS, response_model=LogAck)
-    def build_logs(build_id: int, batch: LogBatch, p: Caller) -> LogAck:
-        try:
-            for c in batch.chunks:
-                base64.b64decode(c.data, validate=True)
-        except ValueError as e:
-            raise HTTPException(422, f"log chunk data is not base64: {e}") from e
-        with web.tx() as s:
-            return LogAck(abort=builds.append_logs(s, build_id, p.worker, batch, web.clock()))
 
-    @route(routes.BUILD_FINISH, response_model=Build)
-    def build_finish(build_id: int, report: FinishReport, p: Caller) -> Build:
-        with web.tx() as s:
-            b = builds.finish(s, build_id, p.worker, report, web.clock())
-            web.observe_finished(b)
-            view = builds.view(b)
-        web.wake_scheduler()
-        return view
+def _download(web: Web, build_id: int, kind: str, name: str) -> StreamingResponse:
+    found = web.artifacts.find(build_id, kind, name)
+    if found is None:
+        raise HTTPException(404, f"build {build_id} has no {kind[:-1]} named {name!r}")
+    path, encoding = found
+    headers = {"Content-Encoding": encoding} if encoding != "identity" else {}
+    return StreamingResponse(web.artifacts.read(path), media_type="application/x-tar", headers=headers)
 
-    @route(routes.WORKER_REPORT, response_model=ReaperAnswer)
-    def worker_report(name: str, report: ReaperReport, p: Caller) -> ReaperAnswer:
-        require_self(p, name)
-        with web.tx() as s:
-            return ReaperAnswer(destroy=gc.decide(s, name, report, web.clock(), web.settings.cache_ttl))
 
-    return r
+@endpoint(router, routes.PUT_INPUT, status_code=204)
+async def put_input(build_id: int, name: str, request: Request, p: Caller, web: WebDep) -> Response:
+    require_operator(p)
+    _check_name(name)
+    await asyncio.to_thread(_input_allowed, web, build_id, name)
+    await _upload(web, request, build_id, "inputs", name)
+    await asyncio.to_thread(_input_done, web, build_id, name)
+    return Response(status_code=204)
+
+
+def _input_allowed(web: Web, build_id: int, name: str) -> None:
+    with web.tx() as s:
+        b = builds.get(s, build_id)
+        builds.input_uploaded(s, b, name)  # validates; rolled back below if the upload fails
+        s.rollback()
+
+
+def _input_done(web: Web, build_id: int, name: str) -> None:
+    with web.tx() as s:
+        builds.input_uploaded(s, builds.get(s, build_id, lock=True), name)
+
+
+@endpoint(router, routes.GET_INPUT)
+def get_input(build_id: int, name: str, p: Caller, web: WebDep) -> StreamingResponse:
+    with web.sessions() as s:
+        _worker_may_touch(p, builds.get(s, build_id))
+    return _download(web, build_id, "inputs", name)
+
+
+@endpoint(router, routes.PUT_OUTPUT, status_code=204)
+async def put_output(build_id: int, name: str, request: Request, p: Caller, web: WebDep,
+                     attempt: int = Query(..., ge=1)) -> Response:
+    _check_name(name)
+    b = await asyncio.to_thread(_running_build, web, build_id, attempt)
+    _worker_may_touch(p, b)
+    await _upload(web, request, build_id, "outputs", name)
+    return Response(status_code=204)
+
+
+def _running_build(web: Web, build_id: int, attempt: int) -> BuildRow:
+    with web.tx() as s:
+        return builds._own(s, build_id, None, attempt)
+
+
+@endpoint(router, routes.GET_OUTPUT)
+def get_output(build_id: int, name: str, p: Caller, web: WebDep) -> StreamingResponse:
+    require_operator(p)
+    return _download(web, build_id, "outputs", name)
+
+
+# --- workers running builds ----------------------------------------------------------------------------
+@endpoint(router, routes.WORKER_WORK)
+async def worker_work(name: str, p: Caller, web: WebDep, boot_epoch: str = Query(...),
+                      wait: float = Query(0, ge=0, le=60), known: str = Query("")) -> list[Assignment]:
+    """Long-poll: the builds placed on this worker (its boot epoch). Returns at once when the set differs
+    from `known` (comma-separated "id.attempt" the worker already runs) or an abort is pending."""
+    require_self(p, name)
+    known_set = {k for k in known.split(",") if k}
+    deadline = asyncio.get_running_loop().time() + wait
+    while True:
+        found = await asyncio.to_thread(_assignments, web, name, boot_epoch)
+        now_set = {f"{a.build_id}.{a.attempt}" for a in found}
+        if now_set != known_set or any(a.abort for a in found) or asyncio.get_running_loop().time() >= deadline:
+            return found
+        await web.assignment_change(0.25)
+
+
+def _assignments(web: Web, name: str, epoch: str) -> list[Assignment]:
+    with web.sessions() as s:
+        registry.get(s, name)
+        return builds.assignments(s, name, epoch)
+
+
+@endpoint(router, routes.BUILD_PHASE, status_code=204)
+def build_phase(build_id: int, report: PhaseReport, p: Caller, web: WebDep) -> Response:
+    with web.tx() as s:
+        builds.phase(s, build_id, p.worker, report.attempt, report.phase, web.clock())
+    return Response(status_code=204)
+
+
+@endpoint(router, routes.BUILD_LOGS)
+def build_logs(build_id: int, batch: LogBatch, p: Caller, web: WebDep) -> LogAck:
+    try:
+        for c in batch.chunks:
+            base64.b64decode(c.data, validate=True)
+    except ValueError as e:
+        raise HTTPException(422, f"log chunk data is not base64: {e}") from e
+    with web.tx() as s:
+        return LogAck(abort=builds.append_logs(s, build_id, p.worker, batch, web.clock()))
+
+
+@endpoint(router, routes.BUILD_FINISH)
+def build_finish(build_id: int, report: FinishReport, p: Caller, web: WebDep) -> Build:
+    with web.tx() as s:
+        b = builds.finish(s, build_id, p.worker, report, web.clock())
+        web.observe_finished(b)
+        view = builds.view(b)
+    web.wake_scheduler()
+    return view
+
+
+@endpoint(router, routes.WORKER_REPORT)
+def worker_report(name: str, report: ReaperReport, p: Caller, web: WebDep) -> ReaperAnswer:
+    require_self(p, name)
+    with web.tx() as s:
+        return ReaperAnswer(destroy=gc.decide(s, name, report, web.clock(), web.settings.cache_ttl))

@@ -131,9 +131,10 @@ def _eligible(w: WorkerRow, b: BuildRow) -> bool:
 
 
 def _running_counts(s: Session) -> dict[str, int]:
+    """Active builds per worker name (Kubernetes builds, on no worker, are not counted)."""
     rows = s.execute(select(BuildRow.worker_name, func.count()).where(BuildRow.status.in_(ACTIVE_S))
                      .group_by(BuildRow.worker_name)).all()
-    return {name: n for name, n in rows}
+    return {name: n for name, n in rows if name is not None}
 
 
 def _locality(s: Session, b: BuildRow) -> dict[str, int]:

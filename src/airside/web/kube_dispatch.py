@@ -45,7 +45,7 @@ from airside.web.errors import Conflict
 
 if TYPE_CHECKING:
     from airside.runtime.kubernetes import KubernetesRuntime
-    from airside.web.app import Web
+    from airside.web.host import WebHost as Web
 
 LOG = log.get("airside.web.kubernetes")
 

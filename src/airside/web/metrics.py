@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from airside.core.schemas import WorkerState
 from airside.web import builds, registry
+from airside.web.db import BuildRow
 
 
 class RegistryCollector(Collector):
@@ -67,7 +68,7 @@ class Metrics:
             "airside_http_requests", "HTTP requests by route and status.", ["route", "status"], registry=self.registry
         )
 
-    def observe_build(self, b: object) -> None:
+    def observe_build(self, b: BuildRow) -> None:
         self.finished.labels(b.status).inc()
         for name, start, end in PHASES:
             t0, t1 = getattr(b, start), getattr(b, end)

@@ -18,8 +18,9 @@ RegistryError subclasses that the API maps to HTTP status codes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.orm import Session
 
 from airside.core import log
@@ -61,7 +62,8 @@ def drop_objects(s: Session, name: str, keep_epoch: str | None = None) -> int:
     q = delete(WorkerObjectRow).where(WorkerObjectRow.worker_name == name)
     if keep_epoch is not None:
         q = q.where(WorkerObjectRow.boot_epoch != keep_epoch)
-    return s.execute(q).rowcount or 0
+    # Session.execute is typed Result for any statement; a DELETE's result is a CursorResult (it has rowcount)
+    return cast("CursorResult[Any]", s.execute(q)).rowcount or 0
 
 
 def register(s: Session, reg: WorkerRegistration, now: float) -> WorkerRow:
