@@ -216,3 +216,29 @@ def test_missing_image_errors_with_the_image_named(web: WebProc, tmp_path: Path)
         assert b.status == "errored" and "127.0.0.1:1/nothing/here:v1" in b.reason
     finally:
         wk.stop()
+
+
+def test_abort_kills_a_task_that_prints_nothing(web: WebProc, worker: WorkerProc, tmp_path: Path) -> None:
+    """A task that prints once and then stays silent sends no log batch to hear the abort in: the worker must
+    act on the abort flag of its work long-poll (seen in e2e: `sleep 300` ran its 300 s after abort-build)."""
+    task = write(tmp_path / "task.yml", """
+        platform: linux
+        rootfs_uri: /
+        run: {path: sh, args: [-c, "echo started; exec sleep 300"]}
+    """, worker.rootfs)
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "airside.cli", "execute", "-c", str(task)],
+                            env={"AIRSIDE_WEB_URL": web.url, "AIRSIDE_TOKEN": web.TOKEN, "PATH": "/usr/bin:/bin"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "started\n"  # its one log batch went through web: silence from here
+        build_id = web.client().builds()[0].id
+        web.client().abort_build(build_id)
+        wait_for(lambda: web.client().builds()[0].status == "aborted", timeout=30, what="aborted within 30 s")
+        assert proc.wait(30) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -196,6 +196,21 @@ class TaskRunner:
             self.tasks.runtime.start(self.handle)
         except RuntimeError_ as e:
             raise AttemptError(f"container did not start: {e}") from e
+        if self.abort.is_set():  # asked while the container was being set up
+            self._kill()
+
+    def request_abort(self) -> None:
+        """web asked to abort (a log batch's answer, or the work long-poll's): kill the task once."""
+        if not self.abort.is_set():
+            self.log.info("abort requested")
+            self.abort.set()
+            self._kill()
+
+    def _kill(self) -> None:
+        try:
+            self.tasks.runtime.signal(self.handle, signal.SIGKILL)
+        except RuntimeError_:
+            pass  # not started yet: start_container kills it when it does
 
     def follow(self) -> None:
         """Sends the container's output to web until it exits; kills the task when web says abort."""
@@ -208,10 +223,8 @@ class TaskRunner:
             if pending:
                 ack = self._web(routes.BUILD_LOGS, LogBatch(attempt=self.a.attempt, chunks=pending).model_dump(mode="json"))
                 pending, size = [], 0
-                if ack and ack.get("abort") and not self.abort.is_set():
-                    self.log.info("abort requested")
-                    self.abort.set()
-                    self.tasks.runtime.signal(self.handle, signal.SIGKILL)
+                if ack and ack.get("abort"):
+                    self.request_abort()
             last = time.monotonic()
 
         for chunk in self._logs():
@@ -306,10 +319,7 @@ class TaskRunner:
 
     def interrupt(self, reason: str) -> None:
         self.interrupt_reason = reason
-        try:
-            self.tasks.runtime.signal(self.handle, signal.SIGKILL)
-        except RuntimeError_:
-            pass
+        self._kill()
 
 
 class Tasks:
@@ -326,13 +336,17 @@ class Tasks:
             return self._image_locks.setdefault(key, threading.Lock())
 
     def sync(self, assignments: list[Assignment], accepting: bool) -> None:
-        """Starts runners for new assignments (re-attaching to containers that already run)."""
+        """Starts runners for new assignments (re-attaching to containers that already run) and passes
+        aborts on to the runners of the others."""
         existing = set(self.runtime.list())
         for a in assignments:
             key = names(a).key
             with self.lock:
-                if key in self.runners:
-                    continue
+                running = self.runners.get(key)
+            if running is not None:
+                if a.abort:  # a task that prints nothing sends no log batch to hear the abort in
+                    running.request_abort()
+                continue
             handle = names(a).handle
             reattach = handle in existing and self.runtime.status(handle) != "prepared"
             if not accepting and not reattach:
