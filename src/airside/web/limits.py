@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class BodyLimit:
-    def __init__(self, app: Any, max_bytes: int, exempt: str = r"(?!)") -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, exempt: str = r"(?!)") -> None:
         self.app, self.max_bytes, self.exempt = app, max_bytes, re.compile(exempt)
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.exempt.match(scope["path"]):
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or []).get(b"content-length")
@@ -34,7 +35,7 @@ class BodyLimit:
             more = message.get("more_body", False)
         body, replayed = b"".join(chunks), False
 
-        async def replay() -> dict:
+        async def replay() -> Message:
             nonlocal replayed
             if not replayed:
                 replayed = True
@@ -43,7 +44,7 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, send: Any) -> None:
+    async def _too_large(self, send: Send) -> None:
         body = json.dumps({"detail": f"request body larger than {self.max_bytes} bytes"}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
