@@ -12,10 +12,11 @@ import asyncio
 import base64
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
 
 from airside.core import routes
 from airside.core.schemas import (
@@ -91,23 +92,25 @@ def get_build(build_id: int, p: Caller, web: WebDep) -> Build:
         return builds.view(b)
 
 
-@endpoint(router, routes.START_BUILD)
-def start_build(build_id: int, p: Caller, web: WebDep) -> Build:
+def _operator_change(build_id: int, p: Principal, web: Web, change: Callable[[Session, BuildRow, float], None]) -> Build:
+    """An operator's state change of one build, under its row lock; the build as it is afterwards."""
     require_operator(p)
     with web.tx() as s:
         b = builds.get(s, build_id, lock=True)
-        builds.start(s, b, web.clock())
+        change(s, b, web.clock())
+        return builds.view(b)
+
+
+@endpoint(router, routes.START_BUILD)
+def start_build(build_id: int, p: Caller, web: WebDep) -> Build:
+    view = _operator_change(build_id, p, web, builds.start)
     web.wake_scheduler()
-    return builds.view(b)
+    return view
 
 
 @endpoint(router, routes.ABORT_BUILD)
 def abort_build(build_id: int, p: Caller, web: WebDep) -> Build:
-    require_operator(p)
-    with web.tx() as s:
-        b = builds.get(s, build_id, lock=True)
-        builds.abort(s, b, web.clock())
-        view = builds.view(b)
+    view = _operator_change(build_id, p, web, builds.abort)
     web.assignments_changed()
     return view
 
