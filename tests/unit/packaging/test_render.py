@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import stat
 from pathlib import Path
 
 import pytest
@@ -19,11 +20,18 @@ from airside.worker import signals
 ROOT = Path(__file__).resolve().parents[3]
 ENV_RE = re.compile(r"\bAIRSIDE_[A-Z0-9_]+\b")
 SETTING_ENVS = {env_name(n) for n in Settings.model_fields}
+SCRIPTS = {"compose": {"generate-secrets.sh"}, "helm": set(), "bosh": set()}  # the executable files of each render
 
 
 def _tree(path: Path) -> dict[str, bytes]:
     return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
             and p.name not in (".env",) and "wheels" not in p.parts}
+
+
+def _modes(path: Path) -> dict[str, str]:
+    """The mode git records for each file of `_tree(path)`: 100755 when its owner may execute it, else 100644
+    (the rest of the permission bits follow the checkout's umask, so they are not compared)."""
+    return {name: "100755" if (path / name).stat().st_mode & stat.S_IXUSR else "100644" for name in _tree(path)}
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
@@ -34,6 +42,12 @@ def test_committed_output_has_no_drift(target: str, tmp_path: Path) -> None:
     assert sorted(fresh) == sorted(old), f"{TARGETS[target]}/ has other files than a fresh render: run `make render`"
     drifted = [name for name in fresh if fresh[name] != old[name]]
     assert not drifted, f"{TARGETS[target]}/ drifted from the model in {drifted}: run `make render` and commit"
+    fresh_modes, old_modes = _modes(tmp_path), _modes(committed)
+    wrong = {name: f"committed {old_modes[name]}, rendered {fresh_modes[name]}" for name in fresh
+             if fresh_modes[name] != old_modes[name]}
+    assert not wrong, f"{TARGETS[target]}/ file modes drifted from a fresh render: {wrong}: run `make render` and commit"
+    # and the scripts an operator runs are executable (a renderer dropping the bit, re-rendered, drifts nothing)
+    assert {name for name, mode in fresh_modes.items() if mode == "100755"} == SCRIPTS[target]
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
