@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+import uuid
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import pytest
 
 from airside.runtime import ContainerSpec, Runtime, get_runtime
+from tests.procs import wait_for
 from tests.rootfs import busybox_path, make_busybox_rootfs
 
 IS_ROOT = os.geteuid() == 0
@@ -101,3 +104,96 @@ def start_in_doomed_worker(kind: str, state_dir: Path, spec: ContainerSpec) -> N
 
 def runtime(kind: str, state_dir: Path) -> Runtime:
     return get_runtime(kind, state_dir)
+
+
+
+def live_processes(mark: str | None = None, sessions: Collection[int] = ()) -> list[int]:
+    """Live (not zombie) processes whose environment has the entry `mark` or that run in one of `sessions`."""
+    needle = mark.encode() if mark else None
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read().decode(errors="replace")
+            fields = stat[stat.rfind(")") + 2 :].split()  # state, ppid, pgrp, session, ...
+            if fields[0] in ("Z", "X"):
+                continue
+            if int(fields[3]) in sessions:
+                found.append(int(entry))
+                continue
+            if needle is not None:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if needle in f.read().split(b"\0"):
+                        found.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or not ours to read
+    return found
+
+
+def cgroup_dirs(pid: int) -> list[Path]:
+    """The cgroup directories (one per mounted hierarchy) that process `pid` is in, read from /proc."""
+    # (controllers, or {""} for v2; hierarchy root; mount point)
+    mounts: list[tuple[set[str], str, Path]] = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            fstype, _source, opts = (post.split() + ["", ""])[:3]
+            fields = pre.split()
+            if fstype == "cgroup2":
+                mounts.append(({""}, fields[3], Path(fields[4])))
+            elif fstype == "cgroup":
+                mounts.append((set(opts.split(",")), fields[3], Path(fields[4])))
+    dirs = []
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            wanted = set(controllers.split(",")) if controllers else {""}
+            for have, root, point in mounts:
+                if wanted <= have and (path == root or path.startswith(root.rstrip("/") + "/")):
+                    dirs.append(point / path[len(root.rstrip("/")) :].lstrip("/"))
+                    break
+    return dirs
+
+
+class Leftovers:
+    """What a test's containers may leave behind: processes carrying `mark` in their environment (put
+    `env` in the spec), processes in the shim sessions and cgroups recorded here."""
+
+    def __init__(self) -> None:
+        self.mark = f"AIRSIDE_TEST_MARK={uuid.uuid4().hex}"
+        self.sessions: list[int] = []
+        self.cgroups: list[Path] = []
+
+    @property
+    def env(self) -> dict[str, str]:
+        key, _, value = self.mark.partition("=")
+        return {key: value}
+
+    def processes(self) -> list[int]:
+        return live_processes(self.mark, self.sessions)
+
+    def live_cgroups(self) -> list[Path]:
+        return [d for d in self.cgroups if d.exists()]
+
+    def clean(self) -> None:
+        for pid in self.processes():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        wait_for(lambda: not self.processes(), 10, "leftover processes to die")
+        for d in self.live_cgroups():
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def leftovers() -> Iterator[Leftovers]:
+    """Kills whatever a test's containers left running (a broken destroy() must not leak `sleep 600`)."""
+    lo = Leftovers()
+    yield lo
+    lo.clean()

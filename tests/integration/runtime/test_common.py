@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from airside.runtime import ContainerSpec, ExitStatus, Mount, RuntimeError_
 
-from .conftest import IS_ROOT, collect, needs_runc, runtime, start_in_doomed_worker
+from .conftest import (
+    IS_ROOT,
+    Leftovers,
+    cgroup_dirs,
+    collect,
+    live_processes,
+    needs_runc,
+    runtime,
+    start_in_doomed_worker,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -141,29 +151,56 @@ def test_wait_with_timeout_returns_none_while_running(rt, mkspec) -> None:
     rt.destroy("timeout")
 
 
-def test_destroy_is_idempotent_and_kills(rt, mkspec) -> None:
+def _pid(path: Path) -> int:
+    return int(path.read_text().split()[0])
+
+
+def assert_nothing_left(kind: str, state_dir: Path, handle: str, left: Leftovers) -> None:
+    """After destroy(): no process of the container (by its environment mark, or in the shim's session)
+    lives on, its cgroups are gone, and a second runtime over the same state dir sees no container."""
+    assert left.processes() == [], f"{handle}: processes outlived destroy()"
+    assert left.live_cgroups() == [], f"{handle}: cgroups outlived destroy()"
+    again = runtime(kind, state_dir)
+    assert (again.status(handle), again.list()) == ("missing", [])
+    if kind == "oci":  # and runc itself knows no such container
+        r = subprocess.run(["runc", "--root", str(state_dir / ".runc"), "state", handle], capture_output=True)
+        assert r.returncode != 0, r.stdout
+
+
+def test_destroy_is_idempotent_and_kills(rt, kind, state_dir: Path, mkspec, leftovers: Leftovers) -> None:
     rt.destroy("never-existed")
-    rt.prepare(mkspec("doomed", "echo ready; exec sleep 600"))
+    # a child in the background too: destroy must take the whole container, not only its main process
+    rt.prepare(mkspec("doomed", "sleep 600 & echo ready; wait", env=leftovers.env))
     rt.start("doomed")
     assert next(rt.logs("doomed")).data == b"ready\n"
+    task = _pid(rt.cdir("doomed") / "pid")
+    leftovers.sessions.append(_pid(rt.cdir("doomed") / "shim.pid"))
+    running = live_processes(leftovers.mark)
+    assert task in running and len(running) == 2, running  # sh and its sleep, found by their mark
+    if kind == "oci":  # (the process runtime's tasks share the worker's cgroups)
+        leftovers.cgroups = cgroup_dirs(task)
+        assert leftovers.cgroups, "no cgroup found for the container"
+        assert all(str(task) in (d / "cgroup.procs").read_text().split() for d in leftovers.cgroups)
     rt.destroy("doomed")
     assert rt.status("doomed") == "missing"
     assert "doomed" not in rt.list()
+    assert_nothing_left(kind, state_dir, "doomed", leftovers)
     rt.destroy("doomed")
     rt.prepare(mkspec("prepared-only", "true"))
     rt.destroy("prepared-only")
     assert rt.status("prepared-only") == "missing"
 
 
-def test_destroy_right_after_start_leaves_nothing_running(rt, mkspec, tmp_path: Path) -> None:
-    vol = tmp_path / "v"
-    vol.mkdir()
-    rt.prepare(mkspec("racy", "sleep 1; echo alive > flag", dir="/w", mounts=[Mount(vol, "/w")]))
+def test_destroy_right_after_start_leaves_nothing_running(
+    rt, kind, state_dir: Path, mkspec, leftovers: Leftovers
+) -> None:
+    rt.prepare(mkspec("racy", "exec sleep 600", env=leftovers.env))
     rt.start("racy")
-    rt.destroy("racy")
+    leftovers.sessions.append(_pid(rt.cdir("racy") / "shim.pid"))  # recorded before start() returns
+    rt.destroy("racy")  # while the task may still be being created
     assert rt.status("racy") == "missing"
-    # nothing can still be running to write the flag: a second runtime sees no container either
-    assert not (vol / "flag").exists()
+    # the shim's whole session is gone too, so nothing is left that could still create the task
+    assert_nothing_left(kind, state_dir, "racy", leftovers)
 
 
 def test_missing_program_is_a_runtime_error(rt, kind, mkspec) -> None:
