@@ -40,6 +40,22 @@ def test_prune_after_zero_never_prunes(tx):
     assert state(tx, "a") == "stalled"
 
 
+def test_prune_after_counts_from_the_stall_not_the_last_heartbeat(tx):
+    # silent since 0, but web only marks it stalled at 1000 (say web was down): the stall is 1000,
+    # its last heartbeat 0, so the two clocks differ by far more than prune_after
+    with tx() as s:
+        registry.register(s, reg("a"), now=0)
+    with tx() as s:
+        assert registry.sweep(s, now=1000, ttl=10, prune_after=60) == (["a"], [])
+        assert s.get(db.WorkerRow, "a").state_changed_at == 1000
+    with tx() as s:
+        assert registry.sweep(s, now=1059, ttl=10, prune_after=60) == ([], [])
+    assert state(tx, "a") == "stalled"
+    with tx() as s:
+        assert registry.sweep(s, now=1061, ttl=10, prune_after=60) == ([], ["a"])
+    assert state(tx, "a") is None
+
+
 def test_heartbeat_revives_a_stalled_worker(tx):
     r = reg("a")
     with tx() as s:
