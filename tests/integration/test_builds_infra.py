@@ -23,6 +23,13 @@ def task_file(tmp: Path, script: str, name: str = "task.yml") -> Path:
     return p
 
 
+def gate(tmp: Path) -> tuple[str, Path]:
+    """A task step that waits for the file `go`, which the test creates once what it must see while the task
+    runs has happened (instead of a guess of how long that takes); the task gives up (exit 9) after 60 s."""
+    go = tmp / "go"
+    return f"for i in $(seq 600); do [ -e {go} ] && break; sleep 0.1; done; [ -e {go} ] || exit 9", go
+
+
 def start_execute(web: WebProc, task: Path, log: Path) -> subprocess.Popen:
     env = {"AIRSIDE_WEB_URL": web.url, "AIRSIDE_TOKEN": web.TOKEN, "PATH": "/usr/bin:/bin"}
     return subprocess.Popen([sys.executable, "-m", "airside.cli", "execute", "-c", str(task)], env=env,
@@ -49,10 +56,13 @@ def worker(tmp: Path, web: WebProc, name: str, **kw) -> WorkerProc:  # noqa: ANN
 
 def test_landing_worker_finishes_its_running_task(web: WebProc, tmp_path: Path) -> None:
     wk = worker(tmp_path, web, "w1", drain_timeout=60)
-    ex = start_execute(web, task_file(tmp_path, "echo start; sleep 3; echo finished"), tmp_path / "ex.log")
+    wait_go, go = gate(tmp_path)
+    ex = start_execute(web, task_file(tmp_path, f"echo start; {wait_go}; echo finished"), tmp_path / "ex.log")
     wait_for(lambda: running_build(web), what="task running")
     wk.signal(signal.SIGUSR1)  # land
     wait_for(lambda: state_of(web.client(), "w1") == "landing", what="landing")
+    assert ex.poll() is None and wk.alive(), "the task must still be running while its worker lands"
+    go.touch()
     assert ex.wait(60) == 0, (tmp_path / "ex.log").read_text()
     assert wk.wait(30) == 0
     assert state_of(web.client(), "w1") == "landed"
@@ -88,10 +98,13 @@ def test_killed_worker_build_is_requeued_on_another_worker(tmp_path: Path) -> No
     web = WebProc(tmp_path, heartbeat_ttl=2, requeue_budget=1).start()
     try:
         w1 = worker(tmp_path, web, "w1")
-        ex = start_execute(web, task_file(tmp_path, "echo attempt; sleep 2; echo ok"), tmp_path / "ex.log")
+        wait_go, go = gate(tmp_path)
+        ex = start_execute(web, task_file(tmp_path, f"echo attempt; {wait_go}; echo ok"), tmp_path / "ex.log")
         wait_for(lambda: running_build(web), what="task running on w1")
         w2 = worker(tmp_path, web, "w2")
         w1.signal(signal.SIGKILL)
+        w1.wait()
+        go.touch()  # the first attempt cannot have ended on w1: w1 is gone
         assert ex.wait(90) == 0, (tmp_path / "ex.log").read_text()
         b = web.client().builds()[0]
         assert (b.status, b.worker_name, b.attempt, b.requeues) == ("succeeded", "w2", 2, 1)
@@ -106,11 +119,15 @@ def test_worker_restart_reattaches_and_keeps_streaming(tmp_path: Path) -> None:
     web = WebProc(tmp_path, heartbeat_ttl=10, requeue_budget=0).start()
     try:
         wk = worker(tmp_path, web, "w1")
-        ex = start_execute(web, task_file(tmp_path, "echo before; sleep 4; echo after-restart"), tmp_path / "ex.log")
+        wait_go, go = gate(tmp_path)
+        ex = start_execute(web, task_file(tmp_path, f"echo before; {wait_go}; echo after-restart"),
+                           tmp_path / "ex.log")
         wait_for(lambda: "before" in (tmp_path / "ex.log").read_text(), what="first output")
         wk.signal(signal.SIGKILL)
         wk.wait()
         wk.start()  # same work dir: same boot epoch; the container kept running
+        wait_for(lambda: "re-attaching to build" in wk.output(), 30, "the restarted worker to re-attach")
+        go.touch()  # what the task prints now, only the re-attached worker can stream
         assert ex.wait(60) == 0, (tmp_path / "ex.log").read_text()
         out = (tmp_path / "ex.log").read_text()
         assert out.count("before") == 1 and "after-restart" in out  # each byte once
@@ -124,7 +141,8 @@ def test_reaper_destroys_orphans_and_keeps_what_is_in_use(tmp_path: Path) -> Non
     web = WebProc(tmp_path, heartbeat_ttl=10).start()
     try:
         wk = worker(tmp_path, web, "w1", reaper_interval=0.5)
-        ex = start_execute(web, task_file(tmp_path, "sleep 4; echo survived"), tmp_path / "ex.log")
+        wait_go, go = gate(tmp_path)
+        ex = start_execute(web, task_file(tmp_path, f"{wait_go}; echo survived"), tmp_path / "ex.log")
         wait_for(lambda: running_build(web), what="task running")
         # an orphan volume (no owner) and an orphan container-like volume of a build that does not exist
         from airside.baggageclaim.client import VolumeClient
@@ -136,6 +154,8 @@ def test_reaper_destroys_orphans_and_keeps_what_is_in_use(tmp_path: Path) -> Non
             vc.create(handle="b999.1-in-x", properties={"role": "input", "build": "999", "attempt": "1"})
             wait_for(lambda: not {"orphan-1", "b999.1-in-x"} & {v.handle for v in vc.list()}, timeout=10,
                      what="orphans destroyed")
+        assert running_build(web), "the reaper's pass must have run while the build was running"
+        go.touch()
         assert ex.wait(60) == 0, (tmp_path / "ex.log").read_text()  # the running build's things were kept
         assert "survived" in (tmp_path / "ex.log").read_text()
         wk.stop()

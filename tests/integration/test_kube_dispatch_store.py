@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,6 +17,7 @@ from airside.baggageclaim.server import BackgroundServer
 from airside.config import Settings
 from airside.core import log
 from airside.web.kube_dispatch import KubeDispatcher
+from tests.procs import wait_for
 
 TOKEN = "store-token"
 
@@ -46,21 +46,28 @@ def test_waits_for_an_artifact_store_that_starts_late(tmp_path: Path) -> None:
     port = _free_port()
     store = _store(tmp_path, port)
     started = threading.Event()
+    failed: list[BaseException] = []
 
-    def start_later() -> None:
-        time.sleep(3)
-        store.start()
-        started.set()
+    def start_once_refused(logs: list[dict]) -> None:
+        # the store starts only after the dispatcher was refused and said it waits: "late" is a fact, not a guess
+        try:
+            wait_for(lambda: any(e["event"] == "artifact store not answering; waiting" for e in logs), 30,
+                     "the dispatcher to be refused and log that it waits")
+            store.start()
+            started.set()
+        except BaseException as e:  # noqa: BLE001 - reported by the test thread below
+            failed.append(e)
 
-    threading.Thread(target=start_later, daemon=True).start()
-    try:
-        with capture_logs() as logs:
+    with capture_logs() as logs:
+        starter = threading.Thread(target=start_once_refused, args=(logs,), daemon=True)
+        starter.start()
+        try:
             _dispatcher(port, wait=60)._await_store(log.get("test"))
-        assert started.is_set()
-        assert any(e["event"] == "artifact store not answering; waiting" for e in logs), logs
-    finally:
-        started.wait(30)
-        store.stop()
+            assert started.is_set(), f"_await_store returned before the store was started: {failed or logs}"
+        finally:
+            starter.join(40)
+            if started.is_set():
+                store.stop()
 
 
 def test_gives_up_after_the_schedule_timeout_naming_it(tmp_path: Path) -> None:

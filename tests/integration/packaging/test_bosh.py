@@ -16,6 +16,7 @@ import yaml
 
 from airside.config import env_name
 from airside.packaging.render import render_files
+from tests.procs import wait_for
 
 HARNESS = Path(__file__).with_name("bosh_harness.rb")
 JOBS = ("web", "worker")
@@ -144,12 +145,13 @@ def test_drain_script_protocol(files: dict[str, str], tmp_path: Path) -> None:
     # no worker: drained
     assert run("job_shutdown").strip() == "0"
     for arg, sig in (("job_shutdown", "USR2"), ("job_changed", "USR1")):
-        marker = tmp_path / f"got-{sig}"
-        proc = subprocess.Popen(["bash", "-c", f"trap 'touch {marker}; exit 0' {sig}; while :; do sleep 0.1; done"])
+        marker, trapped = tmp_path / f"got-{sig}", tmp_path / f"trapping-{sig}"
+        # the stand-in idles in 0.1 s sleeps; it says when its trap is set (a signal before that kills it)
+        proc = subprocess.Popen(["bash", "-c", f"trap 'touch {marker}; exit 0' {sig}; touch {trapped}; "
+                                               "while :; do sleep 0.1; done"])
         try:
             pidfile.write_text(str(proc.pid))
-            import time
-            time.sleep(0.3)
+            wait_for(trapped.exists, 10, f"the stand-in worker to set its SIG{sig} trap")
             assert run(arg).strip() == "-5"  # dynamic drain: ask again in 5s
             proc.wait(timeout=5)
             assert marker.exists(), f"{arg} should send SIG{sig}"
