@@ -22,6 +22,7 @@ from airside.runtime.kubernetes import (
     FETCH,
     TASK,
     UPLOAD,
+    InfraFailure,
     KubeTaskSpec,
     KubeVolume,
     build_job,
@@ -343,9 +344,67 @@ def test_running_and_pending_are_not_verdicts() -> None:
     assert not _classify(_job(), [_pod()]).done
 
 
-def test_signal_numbers_used_for_stops() -> None:
-    # the runtime reports a stop as 128+N, like the other runtimes
-    assert 128 + signal.SIGKILL == 137 and 128 + signal.SIGTERM == 143
+class _Namespace:
+    """The `Cluster` calls signal() and wait() make, over one Job in memory: deleting its running pod fails
+    the Job (backoffLimit 0), as the Job controller does; a pod whose task has exited stays as it is."""
+
+    def __init__(self, pod: dict[str, Any]) -> None:
+        self.job: dict[str, Any] | None = _job()
+        self.pods = [pod]
+        self.deleted: list[tuple[str, int | None]] = []
+
+    def read_job(self, name: str) -> dict[str, Any] | None:
+        return self.job
+
+    def job_pods(self, job: str) -> tuple[list[dict[str, Any]], str]:
+        return list(self.pods), "1"
+
+    def events(self, names: set[str]) -> list[dict[str, Any]]:
+        return []
+
+    def delete_pod(self, name: str, grace_seconds: int | None) -> None:
+        self.deleted.append((name, grace_seconds))
+        if "terminated" in self.pods[0]["status"]["containerStatuses"][0]["state"]:
+            return
+        self.pods = []
+        self.job = _job(conditions=[{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}], failed=1)
+
+    def stop(self, job: str, secret: str | None, grace_seconds: int | None = None) -> None:
+        self.job, self.pods = None, []
+
+
+def _runtime(ns: _Namespace) -> Any:
+    from airside.runtime.kubernetes import KubernetesRuntime
+
+    rt = KubernetesRuntime(settings=_settings(), api_client=object())  # type: ignore[arg-type]  # never called
+    rt.cluster = ns  # type: ignore[assignment]
+    return rt
+
+
+@pytest.mark.parametrize(("sig", "code", "grace"), [(signal.SIGTERM, 143, None), (signal.SIGKILL, 137, 1)])
+def test_a_stopped_task_ends_with_128_plus_the_signal(sig: signal.Signals, code: int, grace: int | None) -> None:
+    """Like the other runtimes: a task stopped by signal() whose pod then goes away exits 128+N, named."""
+    ns = _Namespace(_pod())
+    rt = _runtime(ns)
+    rt.signal("t", sig)
+    assert ns.deleted == [("j-abcde", grace)]
+    status = rt.wait("t", timeout=0)
+    assert status is not None and (status.code, status.reason) == (code, f"killed by {sig.name}")
+
+
+def test_only_a_stop_turns_a_vanished_pod_into_an_exit_code() -> None:
+    ns = _Namespace(_pod())
+    ns.delete_pod("j-abcde", None)  # by someone else: an infrastructure failure, not a stop
+    with pytest.raises(InfraFailure) as e:
+        _runtime(ns).wait("t", timeout=0)
+    assert e.value.kind == "PodDeleted"
+    rt = _runtime(_Namespace(_pod(main=[(TASK, {"terminated": {"exitCode": 0, "reason": "Completed"}})],
+                                  phase="Succeeded")))
+    rt.signal("t", signal.SIGTERM)
+    status = rt.wait("t", timeout=0)  # the task had exited by itself: its own code, not 143
+    assert status is not None and status.code == 0
+    with pytest.raises(RuntimeError_, match="SIGTERM or SIGKILL"):
+        rt.signal("t", signal.SIGHUP)
 
 
 # --------------------------------------------------------------------------- the pod steps (fake store)
