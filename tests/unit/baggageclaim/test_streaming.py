@@ -3,6 +3,7 @@ outside the volume, and a refused stream leaves the volume as it was (or it is m
 
 from __future__ import annotations
 
+import gzip
 import os
 import stat
 from pathlib import Path
@@ -19,6 +20,15 @@ from .tarballs import chunks, entry, tar_bytes
 LIMIT = 1 << 30
 
 
+
+
+# stream-in's paths: GNU tar x fed by tarpipe (raw, zstd), tarfile (raw without tar, and every gzip stream)
+PATHS = {"tarpipe": ("raw", True), "tarpipe-zstd": ("zstd", True), "tarfile": ("raw", False),
+         "tarfile-gzip": ("gzip", None)}
+
+
+def encode(raw: bytes, encoding: str) -> bytes:
+    return {"raw": raw, "zstd": zstandard.ZstdCompressor().compress(raw), "gzip": gzip.compress(raw)}[encoding]
 
 
 def extract(vol: Path, raw: bytes, sub: str = "", privileged: bool = False, **kw):
@@ -58,8 +68,6 @@ def test_round_trip_keeps_modes_symlinks_hardlinks_and_mtimes(vol: Path) -> None
 def test_zstd_and_gzip_streams_into_a_sub_path(vol: Path) -> None:
     raw = tar_bytes([entry("a.txt", data=b"hello")])
     extract(vol, zstandard.ZstdCompressor().compress(raw), "deep/er", encoding="zstd")
-    import gzip
-
     extract(vol, gzip.compress(raw), "gz", encoding="gzip")
     assert (vol / "deep/er/a.txt").read_text() == "hello" and (vol / "gz/a.txt").read_text() == "hello"
 
@@ -83,11 +91,15 @@ def test_zstd_and_gzip_streams_into_a_sub_path(vol: Path) -> None:
         ([entry("d", "dir"), entry("d", data=b"x")], "d", "replace a directory"),
     ],
 )
+@pytest.mark.parametrize("path", sorted(PATHS))
 def test_hostile_entries_are_refused_naming_the_entry_and_nothing_lands(
-        vol: Path, entries: list, named: str, why: str) -> None:
+        vol: Path, entries: list, named: str, why: str, path: str, handovers: list[str]) -> None:
     outside_before = sorted(os.listdir(vol.parent / "outside"))
+    encoding, use_tar = PATHS[path]
     with pytest.raises(InvalidRequest) as e:
-        extract(vol, tar_bytes([entry("good.txt", data=b"fine"), *entries]))
+        extract(vol, encode(tar_bytes([entry("good.txt", data=b"fine"), *entries]), encoding), encoding=encoding,
+                use_tar=use_tar)
+    assert handovers == []  # the path named is the one that checked every entry
     assert repr(named) in e.value.message and why in e.value.message
     assert sorted(os.listdir(vol.parent / "outside")) == outside_before
     assert not (vol.parent / "escape").exists()
