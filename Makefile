@@ -3,7 +3,7 @@ PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 PYTEST ?= $(PYTHON) -m pytest
 
-.PHONY: setup quickstart test lint bench e2e cluster cluster-down cluster-test render
+.PHONY: setup quickstart test lint bench e2e cluster cluster-down cluster-test kind-image render
 
 setup:                ## install airside and its dev tools (editable)
 	$(PIP) install -q -e '.[dev]'
@@ -11,6 +11,8 @@ setup:                ## install airside and its dev tools (editable)
 quickstart: setup     ## web on SQLite + one local worker; Ctrl-C drains and stops
 	airside quickstart
 
+# With CI=true (.ci/run exports it) a skipped test fails the run unless tools/ci/skips.allow names it with a
+# reason (tools/ci/skipguard.py, registered by tests/conftest.py), in every target below that runs pytest.
 test:                 ## unit + integration tests (real PostgreSQL started by the fixtures)
 	$(PYTEST) tests/unit tests/integration
 
@@ -39,6 +41,10 @@ cluster-down:         ## delete the kind cluster
 
 cluster-test:         ## create the cluster (or use KUBECONFIG) and check nodes, Job, PVC, DNS
 	$(PYTEST) -m kind tests/kind -v
+
+kind-image:           ## build the airside + postgres images from this checkout and load them into the kind nodes (cached)
+	bash tools/docker/dockerd-up.sh
+	$(PYTHON) -m tests.kubecluster images
 
 render:               ## regenerate the committed chart/, docker/ and bosh/ from src/airside/packaging
 	$(PYTHON) -m airside.cli render --target helm && $(PYTHON) -m airside.cli render --target compose && $(PYTHON) -m airside.cli render --target bosh

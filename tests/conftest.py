@@ -1,4 +1,5 @@
-"""Fixtures shared by every test layer: a real PostgreSQL server, free ports, process helpers."""
+"""Fixtures shared by every test layer: a real PostgreSQL server, free ports, process helpers; in CI, the skip
+guard (tools/ci/skipguard.py: a skip that tools/ci/skips.allow does not name fails the run)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,13 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from tools.ci import skipguard
 
 from .pg import PostgresServer, PostgresUnavailable, free_port  # noqa: F401 - re-exported for tests
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    skipguard.register(config)
 
 
 @pytest.fixture(scope="session")

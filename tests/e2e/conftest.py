@@ -1,10 +1,11 @@
 """End to end on a Kubernetes cluster: the chart installed with Helm, one release per test module.
 
 The cluster: KUBECONFIG if it answers, else the offline kind cluster of tools/kind (created or reused by
-tools/kind/cluster-up.sh), driven through pytest-kind-ng's KindCluster with the project's own kind and
-kubectl binaries (no downloads). The airside image is built from this checkout (tools/image/build.sh) and
-loaded into the kind nodes. Web is reached on a NodePort of a node's address, so it stays reachable when
-its pod restarts. The `airside` CLI runs on the host against it, as an operator's would.
+tools/kind/cluster-up.sh) with the project's own kind and kubectl binaries (no downloads). The airside image
+is built from this checkout (tools/image/build.sh) and loaded into the kind nodes, once for the sources it is
+made of (tests/kubecluster.py ensure_images; `make kind-image` does it ahead). Web is reached on a NodePort
+of a node's address, so it stays reachable when its pod restarts. The `airside` CLI runs on the host against
+it, as an operator's would.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from airside import __version__
 from airside.core.auth import BearerAuth
 from airside.core.client import WebClient, tls_verify
 from airside.packaging.model import POSTGRES_IMAGE as POSTGRES
-from tests.kubecluster import CACHE, KIND_CLUSTER, ROOT, Kube, find_or_create_cluster
+from tests.kubecluster import ROOT, Kube, ensure_images, find_or_create_cluster, is_tools_kind, unavailable
 
 IMAGE_REPO, IMAGE_TAG = "airside", __version__
 POSTGRES_IMAGE = ":".join(POSTGRES)
@@ -74,36 +75,16 @@ def kube() -> Kube:
 
 
 @pytest.fixture(scope="session")
-def kind(kube: Kube):  # noqa: ANN201 - pytest_kind.KindCluster, or None for a KUBECONFIG cluster
-    kind_bin = CACHE / "kind" / "bin" / "kind"
-    if not (kind_bin.exists() and str(kube.kubeconfig).startswith(str(CACHE))):
-        return None
-    from pytest_kind.cluster import KindCluster
-
-    kc = KindCluster(KIND_CLUSTER, kubeconfig=Path(kube.kubeconfig), kind_path=kind_bin,
-                     kubectl_path=Path(kube.kubectl_bin))
-    kc.create()  # reuses the running cluster
-    return kc
-
-
-@pytest.fixture(scope="session")
-def airside_image(kind) -> str:  # noqa: ANN001
+def airside_image(kube: Kube) -> str:
+    """The airside (and bundled PostgreSQL) image built from this checkout and on the kind nodes; cached, so
+    a `make test` that loaded it already (the kubernetes runtime's integration tests) costs nothing here."""
     image = f"{IMAGE_REPO}:{IMAGE_TAG}"
-    if kind is None:
+    if not is_tools_kind(kube.kubeconfig):
         if not os.environ.get("AIRSIDE_E2E_IMAGE_READY"):
-            pytest.skip(f"not a tools/kind cluster: make {image} pullable by its nodes and set AIRSIDE_E2E_IMAGE_READY=1")
+            unavailable(f"not a tools/kind cluster: make {image} and {POSTGRES_IMAGE} pullable by its nodes and "
+                        "set AIRSIDE_E2E_IMAGE_READY=1")
         return image
-    t0 = time.monotonic()
-    # images loaded by earlier runs stay in the nodes' containerd once their tag moves: prune what no container
-    # uses *before* loading (kind's own images are pinned and stay)
-    for node in subprocess.run([str(kind.kind_path), "get", "nodes", "--name", kind.name], capture_output=True,
-                               text=True).stdout.split():
-        subprocess.run(["docker", "exec", node, "crictl", "--timeout", "120s", "rmi", "--prune"], capture_output=True)
-    for script, tag in (("build.sh", image), ("build-postgres.sh", POSTGRES_IMAGE)):
-        r = subprocess.run(["bash", str(ROOT / "tools" / "image" / script), tag], capture_output=True, text=True)
-        assert r.returncode == 0, f"tools/image/{script} failed:\n{r.stderr[-3000:]}"
-        kind.load_docker_image(tag)
-    print(f"built and loaded {image} and {POSTGRES_IMAGE} in {time.monotonic() - t0:.0f}s")
+    ensure_images({"airside": image, "postgres": POSTGRES_IMAGE})
     return image
 
 

@@ -6,9 +6,10 @@ uses a namespace of its own, deleted at the end.
 
 Images: no registry is reachable, so tasks use an image the nodes already hold (read from the nodes'
 status.images; $AIRSIDE_TEST_KUBE_IMAGE overrides), which must have /bin/sh. The inputs/outputs test
-also needs the airside image on the nodes ($AIRSIDE_TEST_KUBE_AIRSIDE_IMAGE, default airside:0.1.0,
-e.g. `kind load docker-image airside:0.1.0 --name airside`); it runs `airside baggageclaim` in the
-namespace as the artifact store and reaches it through `kubectl port-forward`.
+also needs the airside image on the nodes ($AIRSIDE_TEST_KUBE_AIRSIDE_IMAGE, default airside:0.1.0): on
+the tools/kind cluster it is built from this checkout and loaded (tests/kubecluster.py ensure_images,
+cached, as the e2e suite does); it runs `airside baggageclaim` in the namespace as the artifact store and
+reaches it through `kubectl port-forward`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.kubecluster import ensure_images, is_tools_kind, unavailable
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(600)]
 
@@ -253,9 +256,11 @@ def _free_port() -> int:
 @pytest.fixture
 def artifact_store(cluster: tuple[str, Any], namespace: str, runtime: KubernetesRuntime) -> Iterator[str]:
     image = runtime.settings.kubernetes_airside_image
-    if not any(image in n or n.endswith("/" + image) for n in _node_images(cluster[1])):
-        pytest.skip(f"the airside image {image} is not on the nodes (tools/image/build.sh, then kind load "
-                    "docker-image); set AIRSIDE_TEST_KUBE_AIRSIDE_IMAGE")
+    if is_tools_kind(cluster[0]):
+        ensure_images({"airside": image})  # built from this checkout and loaded, once (cached)
+    elif not any(image in n or n.endswith("/" + image) for n in _node_images(cluster[1])):
+        unavailable(f"the airside image {image} is not on the nodes of {cluster[0]} (tools/image/build.sh, "
+                    "then load it into them); set AIRSIDE_TEST_KUBE_AIRSIDE_IMAGE")
     kubectl = shutil.which("kubectl") or str(CACHE / "kind" / "bin" / "kubectl")
     core = kubernetes.client.CoreV1Api(cluster[1])
     labels = {"app": "artifacts"}
