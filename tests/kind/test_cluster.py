@@ -3,7 +3,8 @@
 The session fixture runs ``tools/kind/cluster-up.sh`` which either uses the
 cluster KUBECONFIG points at, reuses the running kind cluster, or builds and
 creates one (cold: tens of minutes; warm: a few minutes). Skipped, with the
-reason printed, when no docker engine is usable and no KUBECONFIG is given.
+reason printed, when no docker engine is usable and no KUBECONFIG is given (a
+failure in CI: CI=true).
 
 Run: ``make cluster-test`` (``python -m pytest -m kind tests/kind -v``).
 """

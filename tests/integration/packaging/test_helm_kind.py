@@ -1,6 +1,6 @@
 """Every chart variant passes `kubectl apply --dry-run=server` on a real API server: the kind cluster that
 tools/kind made ($AIRSIDE_CACHE/kind/kubeconfig) or any cluster KUBECONFIG points at. Creates nothing:
-server-side dry-run objects are not stored."""
+server-side dry-run objects are not stored. No reachable cluster: a skip, but a failure in CI (CI=true)."""
 
 from __future__ import annotations
 
@@ -13,30 +13,25 @@ import pytest
 import yaml
 
 from tests.integration.packaging.test_helm import VARIANTS, template
+from tests.kubecluster import unavailable
 
 pytestmark = pytest.mark.kind
 
 CACHE = Path(os.environ.get("AIRSIDE_CACHE", "/var/cache/airside"))
 
 
-def _kubectl() -> list[str] | None:
-    exe = shutil.which("kubectl") or str(CACHE / "kind/bin/kubectl")
-    if not Path(exe).exists():
-        return None
-    config = os.environ.get("KUBECONFIG") or str(CACHE / "kind/kubeconfig")
-    if not Path(config.split(":")[0]).exists():
-        return None
-    cmd = [exe, "--kubeconfig", config, "--request-timeout=20s"]
-    if subprocess.run([*cmd, "get", "--raw", "/readyz"], capture_output=True).returncode != 0:
-        return None
-    return cmd
-
-
 @pytest.fixture(scope="module")
 def kubectl() -> list[str]:
-    cmd = _kubectl()
-    if cmd is None:
-        pytest.skip("no reachable cluster (make cluster, or KUBECONFIG) or no kubectl")
+    exe = shutil.which("kubectl") or str(CACHE / "kind/bin/kubectl")
+    if not Path(exe).exists():
+        unavailable(f"no kubectl (PATH, {CACHE / 'kind/bin/kubectl'})")
+    config = os.environ.get("KUBECONFIG") or str(CACHE / "kind/kubeconfig")
+    if not Path(config.split(":")[0]).exists():
+        unavailable(f"no cluster: {config} does not exist (make cluster, or KUBECONFIG)")
+    cmd = [exe, "--kubeconfig", config, "--request-timeout=20s"]
+    r = subprocess.run([*cmd, "get", "--raw", "/readyz"], capture_output=True, text=True)
+    if r.returncode != 0:
+        unavailable(f"the cluster of {config} does not answer /readyz: {r.stderr.strip()[-500:]}")
     return cmd
 
 

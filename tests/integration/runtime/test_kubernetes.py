@@ -1,8 +1,8 @@
 """The kubernetes runtime against a real cluster (kind from tools/kind, or any KUBECONFIG).
 
 The cluster: $KUBECONFIG, else the offline kind toolchain's kubeconfig ($AIRSIDE_CACHE/kind/kubeconfig,
-see tools/kind/cluster-up.sh). Skipped, with the reason, when neither answers. Each test module run
-uses a namespace of its own, deleted at the end.
+see tools/kind/cluster-up.sh). Skipped, with the reason, when neither answers (a failure in CI: CI=true).
+Each test module run uses a namespace of its own, deleted at the end.
 
 Images: no registry is reachable, so tasks use an image the nodes already hold (read from the nodes'
 status.images; $AIRSIDE_TEST_KUBE_IMAGE overrides), which must have /bin/sh. The inputs/outputs test
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import urllib3
 
 from tests.kubecluster import ensure_images, is_tools_kind, unavailable
 
@@ -37,6 +38,7 @@ pytestmark = [pytest.mark.kind, pytest.mark.timeout(600)]
 kubernetes = pytest.importorskip("kubernetes", reason="pip install kubernetes")
 
 from airside.config import Settings  # noqa: E402
+from airside.runtime.base import RuntimeError_  # noqa: E402
 from airside.runtime.kubernetes import (  # noqa: E402
     InfraFailure,
     KubernetesRuntime,
@@ -62,13 +64,13 @@ def kubeconfig() -> str | None:
 def cluster() -> Iterator[tuple[str, Any]]:
     path = kubeconfig()
     if not path:
-        pytest.skip(f"no cluster: KUBECONFIG is unset and {CACHE / 'kind' / 'kubeconfig'} does not exist "
+        unavailable(f"no cluster: KUBECONFIG is unset and {CACHE / 'kind' / 'kubeconfig'} does not exist "
                     "(make cluster)")
     try:
         api = load_api_client(path)
         kubernetes.client.VersionApi(api).get_code(_request_timeout=10)
-    except Exception as e:  # noqa: BLE001 - any failure means: no usable cluster
-        pytest.skip(f"the cluster of {path} does not answer: {e}")
+    except (RuntimeError_, urllib3.exceptions.HTTPError, kubernetes.client.exceptions.ApiException, OSError) as e:
+        unavailable(f"the cluster of {path} does not answer: {e}")
     yield path, api
 
 
@@ -106,7 +108,7 @@ def shell_image(cluster: tuple[str, Any]) -> str:
         for n in names:
             if hint in n:
                 return n
-    pytest.skip(f"no image with a shell on the nodes (have {names}); set AIRSIDE_TEST_KUBE_IMAGE")
+    unavailable(f"no image with a shell on the nodes (have {names}); set AIRSIDE_TEST_KUBE_IMAGE")
 
 
 @pytest.fixture
