@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pytest
 from airside import __version__
 from airside.config import Settings, env_name
 from airside.packaging.render import render
+from tests.procs import wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 IMAGE = f"airside:{__version__}"
@@ -73,18 +73,16 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _workers(env: dict[str, str]) -> list[dict[str, Any]]:
+    """The registry as the CLI lists it; a CLI that fails raises (an empty list would make "the worker left"
+    hold with web down)."""
     r = _cli(env, "workers", "--json")
-    return json.loads(r.stdout) if r.returncode == 0 else []
+    assert r.returncode == 0, f"airside workers exited {r.returncode}: {r.stderr[-1000:]}"
+    return json.loads(r.stdout)
 
 
 def _wait(pred: Any, what: str, timeout: float = 180) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(2)
-    raise AssertionError(f"timed out waiting for {what}")
+    """Polls every 2 s (each poll runs the CLI) until pred holds; a failing poll is retried and reported."""
+    return wait_for(pred, timeout, what, interval=2)
 
 
 @pytest.fixture(params=["http", "https"])

@@ -37,6 +37,7 @@ pytestmark = [pytest.mark.kind, pytest.mark.timeout(600)]
 
 kubernetes = pytest.importorskip("kubernetes", reason="pip install kubernetes")
 
+from airside.baggageclaim.client import VolumeClient  # noqa: E402
 from airside.config import Settings  # noqa: E402
 from airside.runtime.base import RuntimeError_  # noqa: E402
 from airside.runtime.kubernetes import (  # noqa: E402
@@ -48,6 +49,7 @@ from airside.runtime.kubernetes import (  # noqa: E402
     load_api_client,
     secret_name,
 )
+from tests.procs import wait_for  # noqa: E402
 
 CACHE = Path(os.environ.get("AIRSIDE_CACHE", "/var/cache/airside"))
 SHELL_IMAGE_HINTS = ("busybox", "local-path-helper", "debian", "alpine", "kindnetd")
@@ -80,13 +82,9 @@ def namespace(cluster: tuple[str, Any]) -> Iterator[str]:
     core = kubernetes.client.CoreV1Api(api)
     ns = f"airside-it-{uuid.uuid4().hex[:6]}"
     core.create_namespace({"metadata": {"name": ns}})
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # the default service account appears asynchronously
-        try:
-            core.read_namespaced_service_account("default", ns)
-            break
-        except kubernetes.client.exceptions.ApiException:
-            time.sleep(0.5)
+    # the default service account appears asynchronously (a pod created before it is refused)
+    wait_for(lambda: core.read_namespaced_service_account("default", ns), 60,
+             f"the default service account of namespace {ns}", interval=0.5)
     yield ns
     core.delete_namespace(ns, propagation_policy="Background")
 
@@ -279,9 +277,19 @@ def artifact_store(cluster: tuple[str, Any], namespace: str, runtime: Kubernetes
     port = _free_port()
     pf = subprocess.Popen([kubectl, "--kubeconfig", cluster[0], "-n", namespace, "port-forward", "pod/artifacts",
                            f"{port}:7788"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        with VolumeClient(url, "test-token") as vc:
+            return bool(vc.info())
+
     try:
-        time.sleep(2)
-        yield f"http://127.0.0.1:{port}"
+        wait_for(lambda: pf.poll() is not None or answers(), 60,
+                 f"the artifact store to answer through kubectl port-forward at {url}", interval=0.2)
+        if pf.poll() is not None:
+            out = pf.stdout.read().decode(errors="replace") if pf.stdout else ""
+            raise AssertionError(f"kubectl port-forward exited with {pf.returncode}: {out}")
+        yield url
     finally:
         pf.terminate()
         pf.wait(10)
