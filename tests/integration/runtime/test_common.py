@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from airside.runtime import ContainerSpec, ExitStatus, Mount, RuntimeError_
 
@@ -122,14 +123,19 @@ def test_bind_mounts_follow_the_read_only_flag(rt, kind, mkspec, tmp_path: Path)
     script = "cat /mnt/in/input.txt; echo written > /mnt/out/result; echo nope > /mnt/in/new && echo ro-write-worked"
     if kind == "process":  # no isolation: mounts are symlinks under the container root, reached from its cwd
         script = script.replace("/mnt/", "../mnt/")
-        mounts = mounts  # the read-only flag is ignored (logged)
-    status, out = run(rt, mkspec("mounts", script, mounts=mounts, dir="/work"))
+    with capture_logs() as logs:
+        status, out = run(rt, mkspec("mounts", script, mounts=mounts, dir="/work"))
     assert out["stdout"].startswith(b"from the host\n")
     assert (rw / "result").read_text() == "written\n"
     if kind == "oci":
         assert b"ro-write-worked" not in out["stdout"]
         assert b"Read-only file system" in out["stderr"]
         assert not (ro / "new").exists()
+    else:  # the process runtime cannot honour the flag: it says so, and the write goes through
+        warned = [e for e in logs if e["event"] == "process runtime ignores limits, read-only mounts and privileged"]
+        assert [e["read_only"] for e in warned] == [["/mnt/in"]], logs
+        assert b"ro-write-worked" in out["stdout"]
+        assert (ro / "new").read_text() == "nope\n"
 
 
 def test_signal_aborts_a_running_task(rt, mkspec) -> None:
