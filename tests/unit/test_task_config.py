@@ -202,25 +202,16 @@ def test_paths_are_normalised():
             "wrong_type.yml:7: inputs[0].optional: expected true or false, got string 'maybe'",
             "wrong_type.yml:10: run.args: expected a list of strings, got string '-c'",
         ]),
-        ("missing_run_path.yml", [
-            "missing_run_path.yml:5: run.path: field required (expected a string)",
-        ]),
         ("unknown_key_deep.yml", [
             "unknown_key_deep.yml:8: inputs[1].pathh: unknown key 'pathh' (expected one of: name, path, optional)",
             "unknown_key_deep.yml:11: container_limit: unknown key 'container_limit' (expected one of: "
             "platform, image_resource, rootfs_uri, inputs, outputs, caches, params, run, container_limits)",
         ]),
         ("duplicate_inputs.yml", [
-            "duplicate_inputs.yml:6: inputs[2].name: duplicate input name 'src' (also inputs[0])",
             "duplicate_inputs.yml:10: outputs[1].name: duplicate output name 'out' (also outputs[0])",
         ]),
         ("absolute_path.yml", [
-            "absolute_path.yml:5: inputs[0].path: absolute path '/go/src/github.com/example/project' "
-            "(expected a path relative to the working directory)",
-            "absolute_path.yml:8: outputs[0].path: path '../dist' contains '..' "
-            "(expected a path inside the working directory)",
-            "absolute_path.yml:10: caches[0].path: absolute path '/root/.m2' "
-            "(expected a path relative to the working directory)",
+            "absolute_path.yml:8: outputs[0].path: path '../dist' contains '..' (expected a path without '..')",
         ]),
         ("bad_memory.yml", [
             "bad_memory.yml:6: container_limits.cpu: expected an integer number of CPU shares, got number 1.5",
@@ -230,9 +221,6 @@ def test_paths_are_normalised():
         ("same_path.yml", [
             "same_path.yml:7: inputs[1].path: path 'shared' is already used by inputs[0]",
             "same_path.yml:11: caches[0].path: path 'out' is already used by outputs[0]",
-        ]),
-        ("bad_image.yml", [
-            "bad_image.yml:3: image_resource.type: expected one of registry-image, docker-image, got string 'git'",
         ]),
         ("bad_image_source.yml", [
             "bad_image_source.yml:4: image_resource.source.repository: field required (expected a string)",
@@ -288,10 +276,9 @@ def test_every_problem_is_reported_at_once():
     assert got == [
         "ci/task.yml:1: platform: field required (expected a string such as linux)",
         "ci/task.yml:3: image_resource.source.repository: field required (expected a string)",
-        "ci/task.yml:4: run.path: field required (expected a string)",
         "ci/task.yml:5: run.args[0]: expected a string, got integer 1",
     ]
-    assert str(info.value).startswith("invalid task config ci/task.yml (4 problems):")
+    assert str(info.value).startswith("invalid task config ci/task.yml (3 problems):")
 
 
 def test_unquoted_numeric_tag_is_explained():
@@ -299,7 +286,7 @@ def test_unquoted_numeric_tag_is_explained():
     with pytest.raises(TaskConfigError) as info:
         load_task_config(text)
     assert [str(p) for p in info.value.problems] == [
-        "task.yml:4: image_resource.source.tag: expected a string (quote it: tag: '3.1'), got number 3.1"
+        "task.yml:4: image_resource.source.tag: expected a string (quote it: tag: '3.10'), got number 3.1"
     ]
 
 
@@ -322,8 +309,16 @@ def test_unquoted_numeric_tag_is_explained():
          "task.yml:3: container_limits.memory: expected bytes as an integer or a string like '512MB', got a boolean"),
         ("platform: linux\nrun: {path: sh}\ncontainer_limits: {cpu: '2'}\n",
          "task.yml:3: container_limits.cpu: expected an integer number of CPU shares, got string '2'"),
-        ("platform: linux\nrun: {path: sh}\ncaches:\n- path: .\n",
-         "task.yml:4: caches[0].path: path '.' is the working directory itself (expected a subdirectory)"),
+        ("platform: linux\nrun: {path: sh}\ncaches:\n- path: /\n",
+         "task.yml:4: caches[0].path: path '/' is the container's root (expected a directory under it)"),
+        ("platform: linux\nrun: {path: sh}\ncaches:\n- {path: c, ttl: 500ms}\n",
+         "task.yml:4: caches[0].ttl: cache ttl must be at least 1s, got '500ms'"),
+        ("platform: linux\nrun: {path: sh}\ncaches:\n- {path: c, ttl: 1 day}\n",
+         "task.yml:4: caches[0].ttl: invalid duration '1 day' (expected a number with a unit, such as '1h' or '30m')"),
+        ("platform: linux\nrun: {path: sh}\nimage_resource: {type: '', source: {}}\n",
+         "task.yml:3: image_resource.type: expected a resource type such as registry-image, got an empty string"),
+        ("platform: linux\nrun: {path: sh}\ninputs:\n- {name: a, path: .}\n- {name: b, path: /tmp/build/work}\n",
+         "task.yml:5: inputs[1].path: path '/tmp/build/work' is already used by inputs[0]"),
         ("platform: linux\nrun: {path: sh}\nimage_resource:\n  type: registry-image\n  source: {repository: x}\n"
          "  version: {digest: 5}\n",
          "task.yml:6: image_resource.version.digest: expected a string, got integer 5"),
@@ -373,3 +368,88 @@ def test_parse_memory_rejects(value):
 )
 def test_param_to_env(value, expected):
     assert param_to_env(value) == expected
+
+
+# --------------------------------------------------------------------------- issue 16: what real files need
+
+
+def test_any_image_resource_type_parses_and_is_refused_only_when_run():
+    # Concourse's hello-world uses `mock`; a custom type is defined by the pipeline. Neither needs
+    # source.repository, and neither is an error until something tries to fetch the image.
+    c = load("other_image_type.yml")
+    assert c.image_resource is not None and c.image_resource.type == "git"
+    reason = c.image_resource.unsupported()
+    assert reason is not None and "'git' is not supported yet" in reason and "registry-image" in reason
+    with pytest.raises(ValueError, match="'git' is not supported yet"):
+        _ = c.image_resource.reference
+    mock = load_task_config("platform: linux\nimage_resource: {type: mock, source: {mirror_self: true}}\n"
+                            "run: {path: echo}\n")
+    assert mock.image_resource is not None and mock.image_resource.unsupported() is not None
+    reg = load_task_config("platform: linux\nimage_resource: {type: registry-image, source: {repository: a}}\n"
+                           "run: {path: echo}\n")
+    assert reg.image_resource is not None and reg.image_resource.unsupported() is None
+
+
+def test_input_at_the_working_directory_itself():
+    # oci-build-task's README: `inputs: [{name: context, path: .}]`
+    c = load_task_config("platform: linux\nrootfs_uri: /r\ninputs:\n- {name: context, path: .}\n"
+                         "outputs:\n- {name: image}\n- {name: same, path: ./}\nrun: {path: build}\n")
+    assert [i.path for i in c.inputs] == ["."]
+    assert c.input_paths() == {"context": DEFAULT_WORK_DIR}
+    assert c.output_paths()["image"] == DEFAULT_WORK_DIR / "image"
+    assert c.output_paths()["same"] == DEFAULT_WORK_DIR
+    assert c.outputs_sharing_inputs() == {"same": "context"}
+
+
+def test_absolute_artifact_paths_are_kept_absolute():
+    # BOSH package builds write to /var/vcap/packages/<name>
+    c = load_task_config(
+        "platform: linux\nrootfs_uri: /r\ninputs:\n- {name: src, path: /go/src/x//y/}\n"
+        "outputs:\n- {name: out, path: /var/vcap/packages/tar}\ncaches:\n- path: /root/.m2\nrun: {path: sh}\n")
+    assert c.input_paths() == {"src": PurePosixPath("/go/src/x/y")}
+    assert c.output_paths() == {"out": PurePosixPath("/var/vcap/packages/tar")}
+    assert c.cache_paths() == [PurePosixPath("/root/.m2")]
+
+
+def test_duplicate_input_names_warn_and_mount_once():
+    c = load_task_config("platform: linux\nrootfs_uri: /r\ninputs:\n- name: ci\n- name: src\n- name: ci\n"
+                         "run: {path: sh}\n", "t.yml")
+    assert [i.name for i in c.inputs] == ["ci", "src"]
+    assert [str(w) for w in c.warnings] == [
+        "t.yml:6: inputs[2].name: duplicate input name 'ci' (also inputs[0]): this entry is ignored, "
+        "the input is mounted once, at the same path"
+    ]
+    assert load_task_config("platform: linux\nrun: {path: sh}\n").warnings == []
+
+
+def test_numeric_tag_hint_quotes_the_source_text():
+    text = "platform: linux\nimage_resource:\n  type: registry-image\n  source: {repository: ruby, tag: 3.0}\nrun: {path: sh}\n"
+    with pytest.raises(TaskConfigError) as info:
+        load_task_config(text)
+    assert [str(p) for p in info.value.problems] == [
+        "task.yml:4: image_resource.source.tag: expected a string (quote it: tag: '3.0'), got number 3.0"
+    ]
+
+
+def test_concourse_8_keys_are_known():
+    c = load_task_config(
+        "platform: linux\nimage_resource:\n  name: golang-image\n  type: registry-image\n"
+        "  source: {repository: golang}\n  tags: [gpu]\ncaches:\n- {path: .gocache, ttl: 24h}\n- path: other\n"
+        "run: {path: go}\n")
+    assert c.image_resource is not None
+    assert (c.image_resource.name, c.image_resource.tags) == ("golang-image", ["gpu"])
+    assert [x.ttl for x in c.caches] == ["24h", None]
+
+
+def test_run_path_may_be_omitted_and_the_image_entrypoint_runs():
+    c = load("no_run_path.yml")
+    assert c.run.path is None and c.run.args == ["-c", "echo hi"]
+    # Concourse 8's rule (atc/exec/task_step.go getOciEntrypoint): entrypoint[0], the rest of it, CMD, run.args
+    assert c.command(["/bin/sh", "-e"], ["ignored?"]) == ("/bin/sh", ["-e", "ignored?", "-c", "echo hi"])
+    assert c.command([], ["/bin/sh", "-x"]) == ("/bin/sh", ["-x", "-c", "echo hi"])
+    with pytest.raises(ValueError, match="set run.path"):
+        c.command([], [])
+    bare = load_task_config("platform: linux\nrootfs_uri: /r\n")  # no run at all
+    assert bare.run.path is None and bare.command(["/entry"]) == ("/entry", [])
+    given = load_task_config("platform: linux\nrun: {path: sh, args: [a]}\n")
+    assert given.command(["/entry"], ["x"]) == ("sh", ["a"])

@@ -109,6 +109,7 @@ class LineMap:
         self.filename = filename
         self.value_lines: dict[Loc, int] = {}
         self.key_lines: dict[Loc, int] = {}
+        self.scalars: dict[Loc, str] = {}  # each scalar as written in the file (`3.0`, not the number 3)
         self.problems: list[TaskConfigProblem] = []
         self._loader = _Loader("")
         self._merged: dict[int, int] = {}
@@ -169,6 +170,8 @@ class LineMap:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.convert(item, (*loc, i)) for i, item in enumerate(node.value)]
+        if isinstance(node, yaml.ScalarNode):
+            self.scalars[loc] = node.value
         return self._loader.construct_object(node, deep=True)
 
     def line_for(self, loc: Loc, *, key: bool = False) -> int | None:

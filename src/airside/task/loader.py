@@ -27,7 +27,10 @@ _EXPECTED: dict[str, str] = {
     "": "a mapping with platform and run",
     "platform": "a string such as linux",
     "image_resource": "a mapping with type and source",
-    "image_resource.type": "one of registry-image, docker-image",
+    "image_resource.name": "a string",
+    "image_resource.type": "a resource type such as registry-image",
+    "image_resource.tags": "a list of worker tags",
+    "image_resource.tags[]": "a string",
     "image_resource.source": "a mapping with repository",
     "image_resource.params": "a mapping",
     "image_resource.version": "a mapping of strings to strings",
@@ -36,15 +39,16 @@ _EXPECTED: dict[str, str] = {
     "inputs": "a list of inputs",
     "inputs[]": "a mapping with name, path, optional",
     "inputs[].name": "a name such as my-repo",
-    "inputs[].path": "a relative path",
+    "inputs[].path": "a path (relative to the working directory, or absolute)",
     "inputs[].optional": "true or false",
     "outputs": "a list of outputs",
     "outputs[]": "a mapping with name, path",
     "outputs[].name": "a name such as built-project",
-    "outputs[].path": "a relative path",
+    "outputs[].path": "a path (relative to the working directory, or absolute)",
     "caches": "a list of caches",
-    "caches[]": "a mapping with path",
-    "caches[].path": "a relative path",
+    "caches[]": "a mapping with path, ttl",
+    "caches[].path": "a path (relative to the working directory, or absolute)",
+    "caches[].ttl": "a duration such as '24h'",
     "params": "a mapping of environment variable names to values",
     "run": "a mapping with path, args, dir, user",
     "run.path": "a string",
@@ -131,7 +135,7 @@ def _validate(data: Any, filename: str, conv: LineMap | None) -> TaskConfig:
     problems = list(conv.problems) if conv is not None else []
     config: TaskConfig | None = None
     try:
-        config = TaskConfig.model_validate(data)
+        config = TaskConfig.model_validate(data, context={"scalars": conv.scalars if conv is not None else {}})
     except ValidationError as exc:
         problems.extend(_problems_from(exc, filename, conv))
     if problems:
@@ -139,6 +143,10 @@ def _validate(data: Any, filename: str, conv: LineMap | None) -> TaskConfig:
         raise TaskConfigError(filename, problems)
     assert config is not None
     config._filename = filename
+    config._warning_problems = [
+        TaskConfigProblem(filename, conv.line_for(loc) if conv is not None else None, dotted(loc), msg)
+        for loc, msg in config._warnings
+    ]
     return config
 
 

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import PurePosixPath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, model_validator
 
 from airside.core.layout import DEFAULT_WORK_DIR
 
 from .errors import Loc, SemanticErrors, TaskConfigError, TaskConfigProblem, describe
 from .params import param_to_env
-from .values import CpuShares, Identifier, MemoryBytes, ParamKey, ParamValue, RelPath, RunDir
+from .values import ArtifactPath, CacheTTL, CpuShares, Identifier, MemoryBytes, ParamKey, ParamValue, RunDir
 
 __all__ = [
     "IMAGE_TYPES",
@@ -43,13 +43,21 @@ class _Model(BaseModel):
 
 
 class ImageResource(_Model):
-    type: Literal["registry-image", "docker-image"]
+    """``image_resource``: any resource type (Concourse's own examples use ``mock``); ``source`` is checked
+    here only for the types airside fetches itself (`IMAGE_TYPES`: ``repository`` required, ``tag`` a
+    string). Other types are accepted; the runtimes refuse them when the task runs (`unsupported`)."""
+
+    name: str | None = None  # Concourse 8: a name for the image's check/get in the build plan
+    type: Annotated[str, Field(min_length=1)]
     source: dict[str, Any]
     params: dict[str, Any] | None = None
     version: dict[str, str] | None = None
+    tags: list[str] | None = None  # Concourse 8: worker tags for fetching the image
 
     @model_validator(mode="after")
-    def _check_source(self) -> ImageResource:
+    def _check_source(self, info: ValidationInfo) -> ImageResource:
+        if self.type not in IMAGE_TYPES:
+            return self
         repo = self.source.get("repository")
         if repo is None:
             raise SemanticErrors([(("source", "repository"), "field required (expected a string)")])
@@ -59,14 +67,28 @@ class ImageResource(_Model):
             )
         tag = self.source.get("tag")
         if tag is not None and not isinstance(tag, str):
+            # quote what the file says (`tag: 3.0` → '3.0'), not the number YAML made of it ('3')
+            scalars = (info.context or {}).get("scalars", {})
+            written = scalars.get(("image_resource", "source", "tag")) or param_to_env(tag)
             raise SemanticErrors(
-                [(("source", "tag"), f"expected a string (quote it: tag: '{param_to_env(tag)}'), "
-                  f"got {describe(tag)}")]
+                [(("source", "tag"), f"expected a string (quote it: tag: '{written}'), got {describe(tag)}")]
             )
         return self
 
+    def unsupported(self) -> str | None:
+        """Why airside cannot fetch this image yet (None when it can): only registry-image and
+        docker-image are fetched; other resource types need the resource protocol."""
+        if self.type in IMAGE_TYPES:
+            return None
+        return (f"image_resource type {self.type!r} is not supported yet: airside fetches task images only "
+                f"with {' or '.join(IMAGE_TYPES)} (other resource types need resources, which airside "
+                "does not run yet); use type: registry-image with source.repository, or rootfs_uri")
+
     @property
     def repository(self) -> str:
+        reason = self.unsupported()
+        if reason is not None:
+            raise ValueError(reason)
         return self.source["repository"]
 
     @property
@@ -84,7 +106,7 @@ class _Artifact(_Model):
     """An input or output: a name, and a path that defaults to the name."""
 
     name: Identifier
-    path: RelPath | None = None
+    path: ArtifactPath | None = None
 
     @model_validator(mode="after")
     def _default_path(self) -> _Artifact:
@@ -102,11 +124,13 @@ class TaskOutput(_Artifact):
 
 
 class TaskCache(_Model):
-    path: RelPath
+    path: ArtifactPath
+    ttl: CacheTTL | None = None  # Concourse 8.2: how long an unused cache is kept
 
 
 class TaskRun(_Model):
-    path: Annotated[str, Field(min_length=1)]
+    # None: the image's ENTRYPOINT/CMD runs (Concourse 8), see `TaskConfig.command`
+    path: Annotated[str, Field(min_length=1)] | None = None
     args: list[str] = Field(default_factory=list)
     dir: RunDir | None = None
     user: str | None = None
@@ -125,17 +149,25 @@ class TaskConfig(_Model):
     outputs: list[TaskOutput] = Field(default_factory=list)
     caches: list[TaskCache] = Field(default_factory=list)
     params: dict[ParamKey, ParamValue] = Field(default_factory=dict)
-    run: TaskRun
+    run: TaskRun = Field(default_factory=lambda: TaskRun())  # Concourse 8: optional (the image's entrypoint runs)
     container_limits: ContainerLimits | None = None
 
     _filename: str = PrivateAttr(default="task.yml")
+    _warnings: list[tuple[Loc, str]] = PrivateAttr(default_factory=list)
+    _warning_problems: list[TaskConfigProblem] = PrivateAttr(default_factory=list)
+
+    @property
+    def warnings(self) -> list[TaskConfigProblem]:
+        """What the file gets wrong that Concourse accepts (a duplicate input name), as
+        ``file:line: field: message``; set by the loader."""
+        return list(self._warning_problems)
 
     @model_validator(mode="before")
     @classmethod
     def _nulls_are_absent(cls, data: Any) -> Any:
         # `params:` / `inputs:` with nothing after them is common in real task files.
         if isinstance(data, dict):
-            for key in ("inputs", "outputs", "caches", "params"):
+            for key in ("inputs", "outputs", "caches", "params", "run"):
                 if key in data and data[key] is None:
                     data = {k: v for k, v in data.items() if k != key}
         return data
@@ -157,7 +189,22 @@ class TaskConfig(_Model):
                 else:
                     seen[item.name] = i
 
-        unique_names("inputs", self.inputs)
+        # Concourse accepts an input named twice (a copy-pasted line is common in real files): warn, and
+        # keep the first entry, since one artifact is mounted once.
+        first: dict[str, int] = {}
+        kept: list[TaskInput] = []
+        for i, inp in enumerate(self.inputs):
+            if inp.name in first:
+                j = first[inp.name]
+                where = "the same path" if inp.path == self.inputs[j].path else f"path {self.inputs[j].path!r}"
+                self._warnings.append(
+                    (("inputs", i, "name"), f"duplicate input name {inp.name!r} (also inputs[{j}]): "
+                     f"this entry is ignored, the input is mounted once, at {where}")
+                )
+                duplicates.add(("inputs", i))
+            else:
+                first[inp.name] = i
+                kept.append(inp)
         unique_names("outputs", self.outputs)
 
         # Per kind, the index of the first item at each path.  An output may share an
@@ -175,16 +222,18 @@ class TaskConfig(_Model):
             for i, item in enumerate(items):
                 if (kind, i) in duplicates:
                     continue  # already reported; its path clash is a consequence
-                path = str(item.path)
+                # compared where they land: `x` and `/tmp/build/work/x` are one mount
+                path = str(PurePosixPath(DEFAULT_WORK_DIR) / str(item.path))
                 other = next(((k, taken[k][path]) for k in clashes[kind] if path in taken[k]), None)
                 if other is not None:
                     problems.append(
-                        ((kind, i, "path"), f"path {path!r} is already used by {other[0]}[{other[1]}]")
+                        ((kind, i, "path"), f"path {item.path!r} is already used by {other[0]}[{other[1]}]")
                     )
                 else:
                     taken[kind][path] = i
         if problems:
             raise SemanticErrors(problems)
+        self.inputs = kept
         return self
 
     # -- params
@@ -223,6 +272,26 @@ class TaskConfig(_Model):
         """The process's cwd: the work dir, or ``run.dir`` resolved against it."""
         base = PurePosixPath(work_dir)
         return base / self.run.dir if self.run.dir else base
+
+    # -- what runs
+
+    def command(self, entrypoint: Sequence[str] = (), cmd: Sequence[str] = ()) -> tuple[str, list[str]]:
+        """The executable and its arguments, given the image's ENTRYPOINT and CMD, as Concourse 8 does:
+        ``run.path`` and ``run.args`` when ``run.path`` is set; otherwise the entrypoint's first word (or
+        the CMD's, without an entrypoint), followed by the rest of the entrypoint, the CMD and then
+        ``run.args``. Raises ValueError when nothing names an executable."""
+        if self.run.path:
+            return self.run.path, list(self.run.args)
+        if entrypoint:
+            path, args = entrypoint[0], [*entrypoint[1:], *cmd]
+        elif cmd:
+            path, args = cmd[0], list(cmd[1:])
+        else:
+            path, args = "", []
+        if not path:
+            raise ValueError("no executable for the task: set run.path in the task config, or use an image "
+                             "with an ENTRYPOINT or CMD")
+        return path, [*args, *self.run.args]
 
     # -- image
 

@@ -28,6 +28,8 @@ from airside.core.paths import UnsafePath, clean_parts
 from .errors import describe
 
 __all__ = [
+    "ArtifactPath",
+    "CacheTTL",
     "CpuShares",
     "Identifier",
     "MemoryBytes",
@@ -35,6 +37,7 @@ __all__ = [
     "ParamValue",
     "RelPath",
     "RunDir",
+    "parse_duration",
     "parse_memory",
 ]
 
@@ -77,6 +80,27 @@ def _normalise_rel_path(value: str) -> str:
     return "/".join(parts)
 
 
+def _normalise_artifact_path(value: str) -> str:
+    """An input/output/cache path as Concourse takes it: relative to the work dir (``a/b``), the work
+    dir itself (``.``), or absolute (``/var/vcap/packages/x``, BOSH package builds); normalised, no
+    ``..`` and no NUL. ``/`` itself is refused (it would hide the image's root filesystem)."""
+    if not value:
+        raise ValueError("expected a non-empty path")
+    if "\0" in value:
+        raise ValueError("path contains a NUL byte")
+    try:
+        parts = clean_parts(value, rooted=True)
+    except UnsafePath:
+        raise ValueError(
+            f"path {value!r} contains '..' (expected a path without '..')"
+        ) from None
+    if value.startswith("/"):
+        if not parts:
+            raise ValueError(f"path {value!r} is the container's root (expected a directory under it)")
+        return "/" + "/".join(parts)
+    return "/".join(parts) or "."
+
+
 def _check_run_dir(value: str) -> str:
     if value.startswith("/"):
         return str(PurePosixPath(value))
@@ -106,6 +130,30 @@ def parse_memory(value: int | str) -> int:
     raise ValueError(
         f"expected bytes as an integer or a string like '512MB', got {describe(value)}"
     )
+
+
+_GO_DURATION = re.compile(r"^[-+]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:ns|us|\u00b5s|\u03bcs|ms|s|m|h))+\Z")
+_GO_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
+                    "h": 3600.0}
+
+
+def parse_duration(value: str) -> float:
+    """Seconds in a Go duration string (``90s``, ``1h30m``, ``1.5h``), as Go's time.ParseDuration reads it."""
+    if value in ("0", "+0", "-0"):
+        return 0.0
+    if not _GO_DURATION.match(value):
+        raise ValueError(f"invalid duration {value!r} (expected a number with a unit, such as '1h' or '30m')")
+    sign = -1.0 if value.startswith("-") else 1.0
+    total = sum(float(n) * _GO_UNIT_SECONDS[u]
+                for n, u in re.findall(r"([0-9]*\.?[0-9]+\.?[0-9]*|[0-9]+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)", value))
+    return sign * total
+
+
+def _check_ttl(value: str) -> str:
+    """``caches[].ttl`` (Concourse 8.2): a Go duration of at least one second."""
+    if parse_duration(value) < 1.0:
+        raise ValueError(f"cache ttl must be at least 1s, got {value!r}")
+    return value
 
 
 def _check_cpu(value: Any) -> Any:
@@ -149,6 +197,8 @@ def _check_jsonable(value: Any) -> None:
 
 Identifier = Annotated[str, AfterValidator(_check_identifier)]
 RelPath = Annotated[str, AfterValidator(_normalise_rel_path)]
+ArtifactPath = Annotated[str, AfterValidator(_normalise_artifact_path)]
+CacheTTL = Annotated[str, AfterValidator(_check_ttl)]
 RunDir = Annotated[str, AfterValidator(_check_run_dir)]
 ParamKey = Annotated[str, AfterValidator(_check_param_key)]
 ParamValue = Annotated[Any, AfterValidator(_check_param_value)]
