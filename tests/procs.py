@@ -125,9 +125,10 @@ def state_of(client: WebClient, name: str) -> str | None:
 SIGS = signal
 
 
-def run_cli(web: WebProc, *args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Runs an `airside` client command against web as the operator."""
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIRSIDE_")},
+def run_cli(web: WebProc, *args: str, cwd: Path | None = None, timeout: float = 120,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Runs an `airside` client command against web as the operator (with `env` added to its environment)."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIRSIDE_")}, **(env or {}),
            "AIRSIDE_WEB_URL": web.url, "AIRSIDE_TOKEN": web.TOKEN, "COLUMNS": "200",
            "AIRSIDE_DATA_DIR": str(Path(web.settings["data_dir"]).parent / "cli"),
            **({"AIRSIDE_TLS_CA_FILE": str(web.ca_file)} if web.ca_file else {})}

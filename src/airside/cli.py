@@ -188,16 +188,26 @@ _worker_command("prune-worker", "Remove a stalled or landed worker from the regi
 @click.option("-i", "--input", "inputs", multiple=True, metavar="NAME=DIR", help="Upload DIR as input NAME.")
 @click.option("-o", "--output", "outputs", multiple=True, metavar="NAME=DIR", help="Download output NAME into DIR.")
 @click.option("--tag", "build_tags", multiple=True, help="Run on a worker with this tag (repeatable).")
+@click.option("-m", "--input-mapping", "input_mapping", multiple=True, metavar="TASK_INPUT=NAME",
+              help="Feed task input TASK_INPUT from the directory given as -i NAME=DIR.")
+@click.option("--image", default=None, metavar="REPO[:TAG]", help="Run in this registry image instead of the task's.")
+@click.option("--include-ignored", is_flag=True,
+              help="Upload files .gitignore ignores too (by default a git work tree is uploaded as git sees it).")
+@click.argument("args", nargs=-1, metavar="[-- ARGS...]")
 def execute(config: Path, inputs: tuple[str, ...], outputs: tuple[str, ...], build_tags: tuple[str, ...],
+            input_mapping: tuple[str, ...], image: str | None, include_ignored: bool, args: tuple[str, ...],
             **kwargs: Any) -> None:
-    """Run a task once with local inputs, stream its logs, download its outputs; exits with the task's code."""
+    """Run a task once with local inputs, stream its logs, download its outputs; exits with the task's code.
+    ARGS after `--` are appended to run.args; params that are null take their value from this environment."""
     from airside import execute as ex
 
     settings, _ = _pop_settings(kwargs)
+    mapping = {k: str(v) for k, v in ex.parse_pairs(input_mapping, "input mapping").items()}
     try:
         with client_for(settings) as c:
             code = ex.run(c, config, ex.parse_pairs(inputs, "input"), ex.parse_pairs(outputs, "output"),
-                          list(build_tags))
+                          list(build_tags), input_mapping=mapping, image=image, args=args,
+                          include_ignored=include_ignored)
     except WebError as e:
         _fail(e)
     sys.exit(code)

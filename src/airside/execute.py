@@ -1,6 +1,12 @@
 """`airside execute`: run a task config once with local inputs, follow its logs, fetch its outputs.
 
-    airside execute -c task.yml -i src=. -i deps=../deps -o out=./out [--tag T]
+    airside execute -c task.yml -i src=. -i deps=../deps -o out=./out [--tag T] [-m TASK_INPUT=NAME]
+                    [--image REPO[:TAG]] [--include-ignored] [-- ARGS...]
+
+As `fly execute`: a git work tree is uploaded without what .gitignore ignores (unless --include-ignored);
+params whose value is null are taken from this environment when set there; ARGS after `--` are appended
+to run.args; --image replaces the task's image with a registry image; -m feeds task input TASK_INPUT from
+the directory given as `-i NAME=DIR`.
 
 Exit status: the task's own exit code when it ran (0 succeeded, N failed); 3 when the build errored
 (the infrastructure failed: the reason is printed); 130 when aborted (Ctrl-C aborts the build).
@@ -9,8 +15,12 @@ Exit status: the task's own exit code when it ran (0 succeeded, N failed); 3 whe
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import signal
+import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,6 +50,51 @@ def parse_pairs(values: tuple[str, ...], what: str) -> dict[str, Path]:
     return out
 
 
+def parse_image(ref: str) -> dict:
+    """``--image REPO[:TAG]`` (or ``REPO@DIGEST``) as an image_resource."""
+    repo, digest = ref.partition("@")[0], ref.partition("@")[2]
+    name, tag = repo, ""
+    if ":" in repo.rsplit("/", 1)[-1]:
+        name, _, tag = repo.rpartition(":")
+    if not name:
+        raise click.UsageError(f"--image {ref!r}: expected REPOSITORY[:TAG] or REPOSITORY@DIGEST")
+    source: dict = {"repository": name, **({"tag": tag} if tag else {})}
+    return {"type": "registry-image", "source": source, **({"version": {"digest": digest}} if digest else {})}
+
+
+def _git_files(d: Path) -> list[str] | None:
+    """The files of `d` that git does not ignore (tracked and untracked, as fly uploads), or None when `d`
+    is not in a git work tree."""
+    try:
+        inside = subprocess.run(["git", "-C", str(d), "rev-parse", "--is-inside-work-tree"],
+                                capture_output=True, text=True)
+    except FileNotFoundError:
+        return None
+    if inside.returncode != 0 or inside.stdout.strip() != "true":
+        return None
+    listed = subprocess.run(["git", "-C", str(d), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, check=True)
+    return [f for f in listed.stdout.decode().split("\0") if f and os.path.lexists(d / f)]
+
+
+def _iter_tar_files(d: Path, files: list[str]) -> Iterator[bytes]:
+    """A tar of the listed files of `d` (their parent directories are made on extraction)."""
+    with tempfile.NamedTemporaryFile("wb") as listing:
+        listing.write(b"".join(f.encode() + b"\0" for f in files))
+        listing.flush()
+        proc = subprocess.Popen(["tar", "-c", "-f", "-", "-C", str(d), "--null", "--no-recursion", "-T",
+                                 listing.name], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None
+        try:
+            while block := proc.stdout.read(1 << 20):
+                yield block
+        finally:
+            proc.stdout.close()
+            msg = proc.stderr.read().decode() if proc.stderr else ""
+            if proc.wait() != 0:
+                raise OSError(f"tar of {d} failed: {msg.strip()}")
+
+
 def _zstd_chunks(chunks: Iterator[bytes], progress: Progress, task: TaskID) -> Iterator[bytes]:
     comp = zstandard.ZstdCompressor(level=3).compressobj()
     for c in chunks:
@@ -54,7 +109,9 @@ def _dir_size(p: Path) -> int:
 
 
 def run(client: WebClient, config_path: Path, inputs: dict[str, Path], outputs: dict[str, Path], tags: list[str],
-        quiet_progress: bool = False) -> int:
+        quiet_progress: bool = False, *, input_mapping: dict[str, str] | None = None, image: str | None = None,
+        args: tuple[str, ...] = (), include_ignored: bool = False,
+        environ: dict[str, str] | None = None) -> int:
     try:
         text = config_path.read_text()
     except OSError as e:
@@ -64,6 +121,12 @@ def run(client: WebClient, config_path: Path, inputs: dict[str, Path], outputs: 
     except TaskConfigError as e:
         err.print(f"[red]invalid task config[/red]\n{e}")
         return 2
+    for w in config.warnings:
+        err.print(f"[yellow]WARNING[/yellow] {w}", highlight=False)
+    for task_input, given in (input_mapping or {}).items():
+        if given not in inputs:
+            raise click.UsageError(f"-m {task_input}={given}: no -i {given}=DIR was given")
+        inputs = {(task_input if k == given else k): v for k, v in inputs.items()}
     names = [i.name for i in config.inputs]
     if not inputs and len(names) == 1:
         inputs = {names[0]: Path(".")}  # as fly execute: a lone input defaults to the current directory
@@ -80,16 +143,29 @@ def run(client: WebClient, config_path: Path, inputs: dict[str, Path], outputs: 
         if not d.is_dir():
             raise click.UsageError(f"input {name}: {d} is not a directory")
 
+    # what `fly execute` changes in the config: null params from the environment, --image, trailing args
+    env = os.environ if environ is None else environ
+    data = config.model_dump(mode="json")
+    from_env = {k: env[k] for k, v in config.params.items() if v is None and k in env}
+    data["params"] = {**data["params"], **from_env}
+    if image:
+        data["image_resource"] = parse_image(image)
+    if args:
+        data["run"]["args"] = [*data["run"]["args"], *args]
+    sent = text if not (from_env or image or args) else json.dumps(data)
+
     # caches belong to "this task": the same task file (by absolute path) shares its caches between runs
     cache_key = "execute-" + hashlib.sha256(str(config_path.resolve()).encode()).hexdigest()[:32]
-    build = client.create_build(BuildCreate(config=text, config_filename=config_path.name, inputs=sorted(inputs),
+    build = client.create_build(BuildCreate(config=sent, config_filename=config_path.name, inputs=sorted(inputs),
                                             tags=tags, cache_key=cache_key))
     err.print(f"[dim]build {build.id} created[/dim]")
     with Progress(TextColumn("uploading {task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                   console=err, disable=quiet_progress, transient=True) as progress:
         for name, d in sorted(inputs.items()):
+            files = None if include_ignored else _git_files(d.resolve())
             task = progress.add_task(name, total=_dir_size(d))
-            client.upload(routes.PUT_INPUT, _zstd_chunks(iter_tar(d.resolve()), progress, task), encoding="zstd",
+            tar = iter_tar(d.resolve()) if files is None else _iter_tar_files(d.resolve(), files)
+            client.upload(routes.PUT_INPUT, _zstd_chunks(tar, progress, task), encoding="zstd",
                           build_id=str(build.id), name=name)
     if build.status == BuildStatus.created:
         client.start_build(build.id)

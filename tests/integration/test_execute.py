@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -242,3 +243,162 @@ def test_abort_kills_a_task_that_prints_nothing(web: WebProc, worker: WorkerProc
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+# --------------------------------------------------------------------------- issue 16: real task files, fly parity
+
+OCI = [pytest.mark.root, pytest.mark.skipif(bool(_oci_usable()), reason=_oci_usable() or "")]
+
+
+@pytest.fixture
+def oci_worker(web: WebProc, tmp_path: Path, busybox_image: Path):
+    wk = WorkerProc(tmp_path, web, "oci16", worker_runtime="oci").start()
+    wk.rootfs = str(busybox_image)
+    wait_for(lambda: state_of(web.client(), "oci16") == "running", what="worker running")
+    yield wk
+    wk.stop()
+
+
+@pytest.mark.parametrize("kind", ["mock", "registry-image-resource"])
+@pytest.mark.root
+@pytest.mark.skipif(bool(_oci_usable()), reason=_oci_usable() or "")
+def test_an_image_resource_type_airside_cannot_fetch_errors_when_run(web: WebProc, oci_worker: WorkerProc,
+                                                                     tmp_path: Path, kind: str) -> None:
+    task = write(tmp_path / "task.yml", f"""
+        platform: linux
+        image_resource: {{type: {kind}, source: {{mirror_self: true}}}}
+        run: {{path: echo, args: [hello]}}
+    """)
+    r = run_cli(web, "execute", "-c", str(task))
+    assert r.returncode == 3, r.stdout + r.stderr
+    b = web.client().builds()[0]
+    assert b.status == "errored"
+    assert f"image unavailable: image_resource type '{kind}' is not supported yet" in b.reason, b.reason
+    assert "not supported yet" in r.stderr
+
+
+@pytest.mark.root
+@pytest.mark.skipif(bool(_oci_usable()), reason=_oci_usable() or "")
+def test_run_path_omitted_runs_the_image_entrypoint_then_cmd_then_args(web: WebProc, oci_worker: WorkerProc,
+                                                                        tmp_path: Path) -> None:
+    # a Concourse image artifact (registry-image's output): rootfs/ and metadata.json with entrypoint and cmd
+    image = tmp_path / "artifact"
+    image.mkdir()
+    shutil.copytree(oci_worker.rootfs, image / "rootfs", symlinks=True)
+    (image / "metadata.json").write_text(json.dumps({"env": ["FROM_IMAGE=yes"], "user": "",
+                                                     "entrypoint": ["/bin/echo", "entry"], "cmd": ["cmd"]}))
+    task = write(tmp_path / "task.yml", f"""
+        platform: linux
+        rootfs_uri: {image}
+        run: {{args: [task-arg]}}
+    """)
+    r = run_cli(web, "execute", "-c", str(task))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "entry cmd task-arg" in r.stdout
+
+
+@pytest.mark.root
+@pytest.mark.skipif(bool(_oci_usable()), reason=_oci_usable() or "")
+def test_absolute_input_output_and_cache_paths(web: WebProc, oci_worker: WorkerProc, tmp_path: Path) -> None:
+    # a BOSH package build: the input and output live under /var/vcap/packages
+    write(tmp_path / "pkg" / "lib.txt", "pkg-config\n")
+    task = write(tmp_path / "task.yml", """
+        platform: linux
+        rootfs_uri: /
+        inputs: [{name: pkg, path: /var/vcap/packages/pkg-config}]
+        outputs: [{name: target, path: /var/vcap/packages/tar}]
+        caches: [{path: /root/.cache/build}]
+        run: {path: sh, args: [-c, 'cat /var/vcap/packages/pkg-config/lib.txt > /var/vcap/packages/tar/built;
+                                     echo x >> /root/.cache/build/runs; echo "runs=$(wc -l < /root/.cache/build/runs)"']}
+    """, oci_worker.rootfs)
+    for n in (1, 2):
+        r = run_cli(web, "execute", "-c", str(task), "-i", f"pkg={tmp_path / 'pkg'}", "-o", f"target={tmp_path / 'out'}")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert f"runs={n}" in r.stdout
+    assert (tmp_path / "out" / "built").read_text() == "pkg-config\n"
+
+
+def test_an_input_at_the_working_directory_itself(web: WebProc, worker: WorkerProc, tmp_path: Path) -> None:
+    # oci-build-task's README: `inputs: [{name: context, path: .}]`, outputs beside the context's files
+    write(tmp_path / "ctx" / "Dockerfile", "FROM scratch\n")
+    task = write(tmp_path / "task.yml", """
+        platform: linux
+        rootfs_uri: /
+        inputs: [{name: context, path: .}]
+        outputs: [{name: image}]
+        run: {path: sh, args: [-c, 'cat Dockerfile; cp Dockerfile image/copied']}
+    """, worker.rootfs)
+    r = run_cli(web, "execute", "-c", str(task), "-i", f"context={tmp_path / 'ctx'}", "-o", f"image={tmp_path / 'img'}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "FROM scratch" in r.stdout
+    assert (tmp_path / "img" / "copied").read_text() == "FROM scratch\n"
+
+
+def test_duplicate_input_names_warn_and_run(web: WebProc, worker: WorkerProc, tmp_path: Path) -> None:
+    write(tmp_path / "ci" / "x.txt", "ci-file\n")
+    task = write(tmp_path / "task.yml", """
+        platform: linux
+        rootfs_uri: /
+        inputs: [{name: ci}, {name: ci}]
+        run: {path: cat, args: [ci/x.txt]}
+    """, worker.rootfs)
+    r = run_cli(web, "execute", "-c", str(task), "-i", f"ci={tmp_path / 'ci'}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ci-file" in r.stdout
+    assert "task.yml:4: inputs[1].name: duplicate input name 'ci'" in r.stderr
+
+
+def test_fly_parity_args_env_params_and_input_mapping(web: WebProc, worker: WorkerProc, tmp_path: Path) -> None:
+    write(tmp_path / "dir" / "f.txt", "mapped\n")
+    task = write(tmp_path / "task.yml", """
+        platform: linux
+        rootfs_uri: /
+        inputs: [{name: src}]
+        params: {FROM_ENV: null, NOT_SET: null, GIVEN: file}
+        run: {path: sh, args: [-c, 'cat src/f.txt; echo "env=$FROM_ENV unset=[$NOT_SET] given=$GIVEN args=$*"', sh]}
+    """, worker.rootfs)
+    r = run_cli(web, "execute", "-c", str(task), "-i", f"repo={tmp_path / 'dir'}", "-m", "src=repo", "--",
+                "one", "two", env={"FROM_ENV": "from-the-shell", "GIVEN": "ignored: the file gives it"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "mapped" in r.stdout
+    assert "env=from-the-shell unset=[] given=file args=one two" in r.stdout
+
+
+def test_gitignored_files_are_not_uploaded_unless_asked(web: WebProc, worker: WorkerProc, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    write(repo / ".gitignore", "build/\n*.log\n")
+    write(repo / "kept.txt", "tracked\n")
+    write(repo / "new.txt", "untracked but not ignored\n")
+    write(repo / "build" / "big.bin", "ignored dir\n")
+    write(repo / "debug.log", "ignored file\n")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(["git", "-C", str(repo), "add", ".gitignore", "kept.txt"], check=True)
+    task = write(tmp_path / "task.yml", """
+        platform: linux
+        rootfs_uri: /
+        inputs: [{name: repo}]
+        run: {path: sh, args: [-c, 'cd repo && find . -type f ! -path "./.git/*" | sort | tr "\\n" " "']}
+    """, worker.rootfs)
+    r = run_cli(web, "execute", "-c", str(task), "-i", f"repo={repo}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.split() == ["./.gitignore", "./kept.txt", "./new.txt"]
+    r = run_cli(web, "execute", "-c", str(task), "-i", f"repo={repo}", "--include-ignored")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.split() == ["./.gitignore", "./build/big.bin", "./debug.log", "./kept.txt", "./new.txt"]
+
+
+@pytest.mark.root
+@pytest.mark.skipif(bool(_oci_usable()), reason=_oci_usable() or "")
+def test_image_override(web: WebProc, oci_worker: WorkerProc, tmp_path: Path) -> None:
+    # --image replaces the task's image with a registry image: the build's config says so, and the
+    # worker tries that image (an address nothing answers on: the error names it)
+    task = write(tmp_path / "task.yml", """
+        platform: linux
+        rootfs_uri: /
+        run: {path: "true"}
+    """, oci_worker.rootfs)
+    r = run_cli(web, "execute", "-c", str(task), "--image", "127.0.0.1:1/over/ride:v2")
+    assert r.returncode == 3, r.stdout + r.stderr
+    b = web.client().builds()[0]
+    assert b.config["image_resource"]["source"] == {"repository": "127.0.0.1:1/over/ride", "tag": "v2"}
+    assert "127.0.0.1:1/over/ride:v2" in b.reason

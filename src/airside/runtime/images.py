@@ -500,7 +500,9 @@ def _from_dir(src: Path, rootfs: Path, display: str) -> ImageConfig:
     config = ImageConfig()
     if (src / "metadata.json").is_file() and (src / "rootfs").is_dir():  # a Concourse image artifact
         meta = json.loads((src / "metadata.json").read_text())
-        config = ImageConfig(env=_env_dict(meta.get("env") or []), user=meta.get("user") or "")
+        # registry-image's metadata.json: env and user, and (Concourse 8) entrypoint and cmd
+        config = ImageConfig(env=_env_dict(meta.get("env") or []), user=meta.get("user") or "",
+                             entrypoint=list(meta.get("entrypoint") or []), cmd=list(meta.get("cmd") or []))
         src = src / "rootfs"
     r = subprocess.run(
         ["cp", "-a", "--reflink=auto", f"{src}/.", str(rootfs)], capture_output=True, text=True

@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import zstandard
 
@@ -49,6 +50,9 @@ from airside.runtime import ContainerSpec, ExitStatus, Limits, LogChunk, Mount, 
 from airside.runtime.attempt import AttemptError, AttemptNames, Lost, run_attempt
 from airside.task import parse_task_config
 from airside.task.config import TaskConfig
+
+if TYPE_CHECKING:
+    from airside.runtime.images import ImageConfig
 
 LOG = log.get("airside.worker.tasks")
 LOG_BATCH_SECONDS = 0.25
@@ -75,6 +79,7 @@ class TaskRunner:
         self.rootfs: Path | None = None
         self.image_env: dict[str, str] = {}
         self.image_user: str | None = None
+        self.image_command: tuple[list[str], list[str]] = ([], [])  # the image's ENTRYPOINT and CMD
         self.mounts: list[Mount] = []
         self.thread = threading.Thread(target=self.run, name=f"build-{self.names.key}", daemon=True)
         self.log = LOG.bind(build=a.build_id, attempt=a.attempt)
@@ -119,8 +124,8 @@ class TaskRunner:
         self.volumes.append(handle)
         return handle
 
-    def _image(self, cfg: TaskConfig) -> tuple[str, dict[str, str], str | None]:
-        """The container's rootfs volume (a COW child of the shared image volume), plus the image's env and user."""
+    def _image(self, cfg: TaskConfig) -> tuple[str, ImageConfig]:
+        """The container's rootfs volume (a COW child of the shared image volume), plus the image's config."""
         from airside.runtime import images  # only workers that isolate need image handling
 
         try:
@@ -148,12 +153,13 @@ class TaskRunner:
             repo.set_property(key, "last_used", str(time.time()))
             config = images.load_image_config(repo.data(key))
         rootfs = self._volume(self.names.rootfs_volume, self.names.properties("rootfs"), parent=key)
-        return rootfs, config.env, config.user
+        return rootfs, config
 
     def prepare_image(self) -> None:
         if self.tasks.runtime.isolates:
-            vol, self.image_env, user = self._image(self.cfg)
-            self.rootfs, self.image_user = self.tasks.repo.data(vol) / "rootfs", user or None
+            vol, config = self._image(self.cfg)
+            self.image_env, self.image_command = config.env, (config.entrypoint, config.cmd)
+            self.rootfs, self.image_user = self.tasks.repo.data(vol) / "rootfs", config.user or None
 
     def prepare_inputs(self) -> None:
         cfg, repo, n = self.cfg, self.tasks.repo, self.names
@@ -184,8 +190,13 @@ class TaskRunner:
 
     def start_container(self) -> None:
         cfg, limits = self.cfg, self.cfg.container_limits
+        try:  # without run.path the image's ENTRYPOINT/CMD runs (Concourse 8)
+            path, args = cfg.command(*self.image_command)
+        except ValueError as e:
+            raise AttemptError(str(e) + ("" if self.tasks.runtime.isolates else
+                                         " (the process runtime has no image to take one from)")) from e
         spec = ContainerSpec(
-            handle=self.handle, rootfs=self.rootfs, path=cfg.run.path, args=list(cfg.run.args or []),
+            handle=self.handle, rootfs=self.rootfs, path=path, args=args,
             env={**self.image_env, **cfg.params_env()}, dir=str(cfg.working_dir()),
             user=cfg.run.user or self.image_user, mounts=self.mounts,
             limits=Limits(cpu_shares=(limits.cpu or None) if limits else None,

@@ -164,6 +164,38 @@ def test_specs_kubernetes_cannot_run_are_refused_with_a_reason() -> None:
         KubeTaskSpec.from_container_spec(ContainerSpec(handle="h", rootfs=None, path="x", privileged=True))
 
 
+def test_run_path_omitted_runs_the_image_entrypoint_as_a_job() -> None:
+    # Concourse 8: without run.path the image's ENTRYPOINT/CMD runs; a Job's container without `command`
+    config = load_task_config("platform: linux\nimage_resource: {type: registry-image, source: {repository: nginx}}\n")
+    spec = KubeTaskSpec.from_task_config(config, handle="h", inputs={})
+    task = build_job(spec, _settings())["spec"]["template"]["spec"]["containers"][0]
+    assert "command" not in task and "args" not in task and task["image"] == "nginx:latest"
+    # run.args would have to follow the image's CMD, which the kubelet cannot do: refused, saying so
+    with_args = load_task_config("platform: linux\nimage_resource: {type: registry-image, source: {repository: x}}\n"
+                                 "run: {args: [-v]}\n")
+    with pytest.raises(RuntimeError_, match="run.args without run.path .* set run.path"):
+        KubeTaskSpec.from_task_config(with_args, handle="h", inputs={})
+
+
+def test_other_image_resource_types_are_refused_when_the_job_is_built() -> None:
+    config = load_task_config("platform: linux\nimage_resource: {type: mock, source: {mirror_self: true}}\n"
+                              "run: {path: echo}\n")
+    with pytest.raises(RuntimeError_, match="image unavailable: image_resource type 'mock' is not supported yet"):
+        KubeTaskSpec.from_task_config(config, handle="h", inputs={})
+
+
+def test_absolute_and_work_dir_paths_are_mounted_where_they_say() -> None:
+    config = load_task_config(
+        "platform: linux\nimage_resource: {type: registry-image, source: {repository: x}}\n"
+        "inputs:\n- {name: context, path: .}\n- {name: pkg, path: /var/vcap/packages/pkg-config}\n"
+        "outputs:\n- {name: target, path: /var/vcap/packages/tar}\ncaches:\n- path: /root/.m2\nrun: {path: sh}\n")
+    spec = KubeTaskSpec.from_task_config(config, handle="h", inputs={"context": "v-ctx", "pkg": "v-pkg"})
+    pod = build_job(spec, _settings())["spec"]["template"]["spec"]
+    task = next(c for c in pod["initContainers"] if c["name"] == TASK)
+    assert {m["mountPath"] for m in task["volumeMounts"]} == {
+        "/tmp/build/work", "/var/vcap/packages/pkg-config", "/var/vcap/packages/tar", "/root/.m2"}
+
+
 def test_container_spec_mounts_are_artifact_volumes() -> None:
     spec = KubeTaskSpec.from_container_spec(ContainerSpec(
         handle="h", rootfs=None, path="/bin/sh", args=["-c", "true"], image="busybox:1.36", dir="/w",

@@ -80,8 +80,8 @@ def _check(spec: KubeTaskSpec) -> None:
         raise bad("empty handle")
     if not spec.image:
         raise bad("no image reference (image_resource.source.repository)")
-    if not spec.path:
-        raise bad("run.path is empty")
+    if not spec.path and spec.args:
+        raise bad("args without run.path (the image's CMD would be replaced)")
     if not spec.dir.startswith("/"):
         raise bad(f"working directory {spec.dir!r} must be absolute")
     if spec.user is not None and not re.fullmatch(r"\d+(:\d+)?", spec.user):
@@ -174,7 +174,9 @@ def _containers(spec: KubeTaskSpec, settings: Settings, url: str, mounts: _Mount
 
 
 def _task_container(spec: KubeTaskSpec, mounts: list[Manifest]) -> Manifest:
-    task: Manifest = {"name": TASK, "image": spec.image, "command": [spec.path]}
+    task: Manifest = {"name": TASK, "image": spec.image}
+    if spec.path:  # else the image's ENTRYPOINT/CMD runs (Concourse 8, run.path omitted)
+        task["command"] = [spec.path]
     if spec.args:
         task["args"] = list(spec.args)
     task["workingDir"] = spec.dir

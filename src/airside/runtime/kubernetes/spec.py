@@ -29,6 +29,7 @@ __all__ = ["KubeTaskSpec", "KubeVolume", "TaskConfigLike"]
 class _Image(Protocol):
     @property
     def reference(self) -> str: ...  # "repository:tag" or "repository@digest"
+    def unsupported(self) -> str | None: ...  # why the image cannot be had (a resource type not fetched)
 
 
 class _Output(Protocol):
@@ -43,7 +44,7 @@ class _Input(_Output, Protocol):
 
 class _Run(Protocol):
     @property
-    def path(self) -> str: ...
+    def path(self) -> str | None: ...  # None: the image's ENTRYPOINT/CMD
     @property
     def args(self) -> Sequence[str]: ...
     @property
@@ -93,7 +94,7 @@ class KubeVolume:
 class KubeTaskSpec:
     handle: str
     image: str  # image reference, e.g. "busybox:1.36" or "repo@sha256:…"
-    path: str  # run.path
+    path: str  # run.path; "" runs the image's ENTRYPOINT/CMD (the Job's container has no command)
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # params (and anything web adds)
     dir: str = str(DEFAULT_WORK_DIR)  # absolute working directory
@@ -122,10 +123,16 @@ class KubeTaskSpec:
         `inputs` maps input name → artifact-store volume handle (an optional input left out is not
         mounted); `outputs` maps output name → the handle to create (default `output_handle(handle, name)`);
         `image` overrides `image_resource.reference` (a step's `image:`); `env` is added to the params.
-        Raises `RuntimeError_` when there is no image or a required input has no volume."""
+        Raises `RuntimeError_` when there is no image, its resource type is not fetched, a required input has no
+        volume, or run.args is given without run.path (which Kubernetes cannot express)."""
         task = step or handle
+        if not config.run.path and config.run.args:
+            # Concourse appends run.args to the image's ENTRYPOINT and CMD; a container's `args` replace the CMD
+            raise RuntimeError_(f"task {task!r}: run.args without run.path is not supported by the kubernetes "
+                                "runtime (Concourse appends them to the image's CMD, which Kubernetes cannot "
+                                "do without reading the image); set run.path")
         return cls(
-            handle=handle, image=image if image is not None else _image(config, task), path=config.run.path,
+            handle=handle, image=image if image is not None else _image(config, task), path=config.run.path or "",
             args=list(config.run.args), env={**config.params_env(), **(env or {})},
             dir=str(config.working_dir(work_dir)), user=config.run.user,
             inputs=_inputs(config, inputs, work_dir, task), outputs=_outputs(config, handle, outputs or {}, work_dir),
@@ -156,6 +163,9 @@ def _image(config: TaskConfigLike, task: str) -> str:
     if config.image_resource is None:
         raise RuntimeError_(f"task {task!r}: no image_resource; the kubernetes runtime needs an "
                             "image reference (give image_resource in the task config or the step's image)")
+    reason = config.image_resource.unsupported()
+    if reason is not None:
+        raise RuntimeError_(f"task {task!r}: image unavailable: {reason}")
     return config.image_resource.reference
 
 
