@@ -20,7 +20,7 @@ rejected, and a key must be non-empty and free of ``=`` and NUL.
 caches are directories relative to that working directory.  Airside uses the fixed
 work dir :data:`DEFAULT_WORK_DIR` (``/tmp/build/work``), overridable per call.  Each
 input/output is placed at ``<work dir>/<path>`` where ``path`` defaults to the name;
-caches at ``<work dir>/<path>``.  ``run.dir`` (relative) is resolved against the work
+caches at ``<work dir>/<path>``; an absolute path is used as is and ``.`` is the work dir itself (issue 16).  ``run.dir`` (relative) is resolved against the work
 dir and is the process's cwd; ``run.path`` is then looked up as Concourse does (an
 executable relative to that cwd if it contains a slash, else via ``$PATH``; the runtime
 does that).  Artifact and cache paths must be relative and must not contain ``..``
@@ -48,8 +48,12 @@ nothing supplies one.  If both are present, ``image_resource`` wins (as in Conco
 ``512B`` are bytes), the union of what Concourse's releases accept.  ``cpu`` is an
 integer number of shares.  ``0`` means unlimited for both.
 
-Unknown keys are errors at every level, as are duplicate YAML keys.  ``run.path`` is
-required (Concourse 8's image-entrypoint fallback is not supported).
+Unknown keys are errors at every level, as are duplicate YAML keys.  ``run`` and ``run.path``
+may be omitted (Concourse 8): the image's ENTRYPOINT/CMD runs (`TaskConfig.command`).  Duplicate
+input names are warnings (`TaskConfig.warnings`), any ``image_resource.type`` parses (see
+`ImageResource.unsupported`), and ``image_resource.name``/``tags`` and ``caches[].ttl`` are known.
+The rules above that say absolute or ``.`` paths are rejected and that duplicate input names or
+non-registry image types are errors are superseded by these.
 
 Layout
 ------
