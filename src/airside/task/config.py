@@ -23,22 +23,22 @@ input/output is placed at ``<work dir>/<path>`` where ``path`` defaults to the n
 caches at ``<work dir>/<path>``; an absolute path is used as is and ``.`` is the work dir itself (issue 16).  ``run.dir`` (relative) is resolved against the work
 dir and is the process's cwd; ``run.path`` is then looked up as Concourse does (an
 executable relative to that cwd if it contains a slash, else via ``$PATH``; the runtime
-does that).  Artifact and cache paths must be relative and must not contain ``..``
-(Concourse silently strips ``../`` and allows absolute input/output paths; airside
-rejects both so that every artifact stays under the work dir).  ``./a/`` is normalised
-to ``a``; ``.`` (the work dir itself) is rejected.
+does that).  Artifact and cache paths may be relative, absolute
+(``/var/vcap/packages/x``, used as is) or ``.`` (the work dir itself); ``..`` is refused
+(Concourse silently strips ``../``) and so is ``/``.  ``./a/`` is normalised to ``a``.
 
 *Overlaps.*  Like Concourse ≥ 5, paths may nest (a cache ``src/node_modules`` inside
 input ``src``), and an output may share its exact path with an input: the output then
 starts as a copy-on-write of that input (:meth:`TaskConfig.outputs_sharing_inputs`).
 Two inputs, two outputs, or a cache and an artifact at the same path are errors, as are
-duplicate input names and duplicate output names.
+duplicate output names; a duplicate input name is a warning (Concourse accepts it).
 
 *Names* follow Concourse's identifier charset: letters (any case — Concourse only warns
 about upper case), digits, ``-``, ``_`` and ``.``, starting with a letter or digit.
 
-*Image.*  ``image_resource.type`` is ``registry-image`` or ``docker-image``; its source
-needs ``repository`` (a string) and may give ``tag`` (a string, default ``latest``).
+*Image.*  ``image_resource.type`` may be any resource type; for ``registry-image`` and
+``docker-image`` (the only ones fetched) the source needs ``repository`` (a string) and may
+give ``tag`` (a string, default ``latest``).
 A config may have neither ``image_resource`` nor ``rootfs_uri`` (the step may supply
 ``image:``); the runner calls :meth:`TaskConfig.require_image` to get a clear error when
 nothing supplies one.  If both are present, ``image_resource`` wins (as in Concourse).
@@ -52,8 +52,6 @@ Unknown keys are errors at every level, as are duplicate YAML keys.  ``run`` and
 may be omitted (Concourse 8): the image's ENTRYPOINT/CMD runs (`TaskConfig.command`).  Duplicate
 input names are warnings (`TaskConfig.warnings`), any ``image_resource.type`` parses (see
 `ImageResource.unsupported`), and ``image_resource.name``/``tags`` and ``caches[].ttl`` are known.
-The rules above that say absolute or ``.`` paths are rejected and that duplicate input names or
-non-registry image types are errors are superseded by these.
 
 Layout
 ------
