@@ -48,6 +48,17 @@ BASE_VALUES: dict[str, Any] = {
 }
 SAMPLE_ROOTFS = "/opt/airside/rootfs/busybox"  # baked into the airside image (packaging.model.SAMPLE_ROOTFS)
 
+# A task that must still be running when the test looks at it waits at a gate the test opens, instead of
+# sleeping for a time the test hopes is long enough: gate_sh() blocks until the file `<GATE>/open` exists (the
+# output volume GATE of a worker's task: Release.open_gate; any path in a Job's container: kubectl exec
+# touch), at most GATE_LIMIT seconds, then fails the task saying so (a test that died must not leave it).
+GATE, GATE_LIMIT = "gate", 600
+
+
+def gate_sh(path: str = f"{GATE}/open") -> str:
+    return (f"n=0; until [ -e {path} ]; do n=$((n+1)); if [ $n -gt {GATE_LIMIT * 5} ]; then "
+            f'echo "the test never opened {path}"; exit 99; fi; sleep 0.2; done')
+
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
@@ -170,8 +181,22 @@ class Release:
         return subprocess.Popen([sys.executable, "-m", "airside.cli", *args], env=self.env(),
                                 stdout=open(log, "w"), stderr=subprocess.STDOUT)
 
+    def cli_json(self, *args: str) -> Any:
+        """`airside <args> --json`, parsed; a failing CLI raises (never an empty answer that a "not in" or
+        "none running" assertion would take as the truth)."""
+        r = self.cli(*args, "--json", timeout=120)
+        assert r.returncode == 0, f"airside {' '.join(args)} --json failed ({r.returncode}): {r.stderr[-2000:]}"
+        return json.loads(r.stdout)
+
     def workers(self) -> dict[str, dict]:
-        return {w["name"]: w for w in json.loads(self.cli("workers", "--json").stdout or "[]")}
+        return {w["name"]: w for w in self.cli_json("workers")}
+
+    def builds(self, n: int = 50) -> list[dict]:
+        """The newest builds first."""
+        return self.cli_json("builds", "-n", str(n))
+
+    def running_build(self) -> dict | None:
+        return next((b for b in self.builds() if b["status"] == "running"), None)
 
     def wait_running_workers(self, names: set[str], timeout: float = 420) -> dict[str, dict]:
         def ok() -> dict | None:
@@ -183,7 +208,8 @@ class Release:
         except AssertionError as e:  # say what the cluster looked like, not only that it took too long
             pods = self.k("get", "pods", "-o", "wide", check=False)
             logs = {p: self.logs(p)[-2500:] for p in (f"deploy/{self.fullname}-web", *sorted(names))}
-            raise AssertionError(f"{e}\nworkers: {self.workers()}\n{pods}\n"
+            workers = self.cli("workers", "--json")
+            raise AssertionError(f"{e}\nworkers: {workers.stdout or workers.stderr}\n{pods}\n"
                                  + "\n".join(f"--- {p}\n{text}" for p, text in logs.items())) from None
 
     def worker_pod(self, i: int) -> str:
@@ -192,6 +218,35 @@ class Release:
     def logs(self, pod: str, container: str | None = None) -> str:
         args = ["logs", pod] + (["-c", container] if container else [])
         return self.k(*args, check=False)
+
+    # --- inside a worker pod -------------------------------------------------------------------------
+    def volumes(self, pod: str) -> list[dict]:
+        """The worker's volumes, from its own volume server (in the pod, on loopback)."""
+        tok = base64.b64decode(self.kj("get", "secret", self.fullname)["data"]["baggageclaim_token"]).decode()
+        out = self.k("exec", pod, "--", "/opt/airside/bin/python", "-c",
+                     "import httpx; r = httpx.get('http://127.0.0.1:7788/api/v1/volumes', "
+                     f"headers={{'Authorization': 'Bearer {tok}'}}); r.raise_for_status(); print(r.text)")
+        return json.loads(out.strip().splitlines()[-1])
+
+    def mounts(self, pod: str) -> dict[str, tuple[str, str]]:
+        """The worker container's mount table (/proc/self/mountinfo of a process in it, so in its mount
+        namespace, where the volume server mounts): mount point -> (fs type, super options)."""
+        table: dict[str, tuple[str, str]] = {}
+        for line in self.k("exec", pod, "--", "cat", "/proc/self/mountinfo").splitlines():
+            left, _, right = line.partition(" - ")
+            point = left.split()[4].replace("\\040", " ")
+            fstype, _source, superopts = right.split(maxsplit=2)
+            table[point] = (fstype, superopts)  # a later mount over the same point hides the earlier one
+        assert table, f"no mounts read from {pod}"
+        return table
+
+    def open_gate(self, pod: str, build: dict, output: str = GATE) -> None:
+        """Let a task waiting in gate_sh() go on: create `open` in its output volume `output` on worker `pod`
+        (the container sees the volume's directory, bind-mounted)."""
+        handle = f"b{build['id']}-a{build['attempt']}-output-{output}"
+        vol = next((v for v in self.volumes(pod) if v["handle"] == handle), None)
+        assert vol, f"no volume {handle} on {pod}: {[v['handle'] for v in self.volumes(pod)]}"
+        self.k("exec", pod, "--", "touch", f"{vol['path']}/open")
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import IMAGE_REPO, IMAGE_TAG, SAMPLE_ROOTFS, Release, wait_for, web_get, write_task
-from tests.e2e.test_drivers import volumes_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
@@ -133,6 +132,6 @@ def test_nothing_is_left_behind(rel: Release) -> None:
     pod = rel.worker_pod(0)
 
     def build_volumes() -> list[str]:
-        return [v["handle"] for v in volumes_of(rel, pod) if re.match(r"b\d+-a\d+-", v["handle"])]
+        return [v["handle"] for v in rel.volumes(pod) if re.match(r"b\d+-a\d+-", v["handle"])]
 
     wait_for(lambda: not build_volumes(), 120, "the worker's build volumes destroyed")

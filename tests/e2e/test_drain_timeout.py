@@ -3,7 +3,6 @@ reason: never lost, never hanging."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -30,14 +29,10 @@ run: {{path: sh, args: [-c, 'echo started; sleep 120; echo never']}}
 """)
     ex = rel.cli_background("execute", "-c", str(t), "--tag", "e2e", log=tmp_path / "ex.log")
 
-    def running() -> dict | None:
-        bs = json.loads(rel.cli("builds", "--json").stdout or "[]")
-        return next((b for b in bs if b["status"] == "running"), None)
-
-    b = wait_for(running, 180, "task running")
+    b = wait_for(rel.running_build, 180, "task running")
     rel.k("delete", "pod", b["worker_name"], "--wait=false")
     assert ex.wait(300) == 3, (tmp_path / "ex.log").read_text()
-    final = json.loads(rel.cli("builds", "--json").stdout)[0]
+    final = rel.builds(1)[0]
     assert final["id"] == b["id"] and final["status"] == "errored"
     assert final["reason"] == f"worker {b['worker_name']} was retiring and drain timeout (15s) passed"
     assert "never" not in (tmp_path / "ex.log").read_text()

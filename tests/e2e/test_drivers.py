@@ -1,18 +1,19 @@
 """Naive versus overlay on a real cluster: the same task with a 10,000-file input on a release whose workers
 use `naive` and on one using `overlay` (volume dir on the pod's emptyDir, i.e. the node's ext4 /var, where
-overlay mounts). Both produce identical outputs; the overlay workers report the overlay driver and make
-copy-on-write children. On a volume dir inside the container's own overlay root, overlay cannot mount:
+overlay mounts). Both produce identical outputs. While the task runs (it waits at a gate the test opens), the
+worker pod's own mount table shows what the driver did: under overlay the task's output volume, a
+copy-on-write child of its input, is an overlay mount whose lower dir is the input's layer; under naive there
+is no mount there (a copy). On a volume dir inside the container's own overlay root, overlay cannot mount:
 an explicit overlay worker refuses to start naming the fix, and `detect` falls back to naive saying why."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import SAMPLE_ROOTFS, Release, wait_for, write_task
+from tests.e2e.conftest import GATE, SAMPLE_ROOTFS, Release, gate_sh, wait_for, write_task
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
 FILES = 10_000
@@ -34,47 +35,43 @@ def the_task(tmp: Path) -> Path:
 platform: linux
 rootfs_uri: {SAMPLE_ROOTFS}
 inputs: [{{name: src}}]
-outputs: [{{name: out, path: src}}, {{name: summary}}]
+outputs: [{{name: out, path: src}}, {{name: summary}}, {{name: {GATE}}}]
 run:
   path: sh
   args:
   - -c
   - |
-    sleep 5
+    echo at the gate
+    {gate_sh()}
     find src -type f | wc -l > summary/count
     find src -type f | sort | xargs cat | md5sum > summary/digest
     echo "new file" > src/added-by-task
 """)
 
 
-def volumes_of(rel: Release, pod: str) -> list[dict]:
-    """The worker's volumes, from its own volume server (through the API server's pod proxy)."""
-    token = rel.kj("get", "secret", rel.fullname)["data"]
-    import base64
-
-    tok = base64.b64decode(token["baggageclaim_token"]).decode()
-    out = rel.kube.run("-n", rel.ns, "exec", pod, "--", "/opt/airside/bin/python", "-c",
-                       "import httpx,sys; print(httpx.get('http://127.0.0.1:7788/api/v1/volumes', "
-                       f"headers={{'Authorization': 'Bearer {tok}'}}).text)")
-    return json.loads(out.strip().splitlines()[-1])
-
-
-def run_on(rel: Release, tmp: Path, input_dir: Path) -> tuple[float, dict, list[dict]]:
+def run_on(rel: Release, tmp: Path, input_dir: Path) -> tuple[float, dict, dict, dict[str, tuple[str, str]]]:
+    """Runs the task; while it waits at its gate, reads the worker's volumes and mount table. Returns the
+    time, the build, the volumes by handle and the mount table."""
     t = the_task(tmp)
     t0 = time.monotonic()
     ex = rel.cli_background("execute", "-c", str(t), "-i", f"src={input_dir}", "-o", f"summary={tmp / 'summary'}",
                             "-o", f"out={tmp / 'out'}", "--tag", "e2e", log=tmp / "ex.log")
-
-    def running() -> dict | None:
-        bs = json.loads(rel.cli("builds", "--json").stdout or "[]")
-        return next((b for b in bs if b["status"] == "running"), None)
-
-    b = wait_for(running, 300, "task running")
-    vols = volumes_of(rel, b["worker_name"])
-    assert ex.wait(600) == 0, (tmp / "ex.log").read_text()[-3000:]
+    try:
+        wait_for(lambda: "at the gate" in (tmp / "ex.log").read_text(), 300, "the task waiting at its gate")
+        b = rel.running_build()
+        assert b, f"no running build while its task waits at the gate: {rel.builds(5)}"
+        pod = b["worker_name"]
+        vols = {v["handle"]: v for v in rel.volumes(pod)}
+        mounts = rel.mounts(pod)
+        rel.open_gate(pod, b)
+        assert ex.wait(600) == 0, (tmp / "ex.log").read_text()[-3000:]
+    finally:
+        if ex.poll() is None:
+            ex.kill()
     elapsed = time.monotonic() - t0
-    build = json.loads(rel.cli("builds", "--json").stdout)[0]
-    return elapsed, build, vols
+    build = rel.builds(1)[0]
+    assert build["id"] == b["id"], (build, b)
+    return elapsed, build, vols, mounts
 
 
 def test_naive_and_overlay_give_identical_outputs(release_factory, tmp_path: Path, input_dir: Path) -> None:  # noqa: ANN001
@@ -85,9 +82,22 @@ def test_naive_and_overlay_give_identical_outputs(release_factory, tmp_path: Pat
         ws = rel.wait_running_workers({rel.worker_pod(0)})
         assert ws[rel.worker_pod(0)]["volume_driver"] == driver  # the worker reports the driver it runs
         tmp = tmp_path / driver
-        elapsed, build, vols = run_on(rel, tmp, input_dir)
-        cow = [v for v in vols if v["strategy"] == "cow"]
-        assert cow, f"{driver}: no copy-on-write child among {[(v['handle'], v['strategy']) for v in vols]}"
+        elapsed, build, vols, mounts = run_on(rel, tmp, input_dir)
+        handle = f"b{build['id']}-a{build['attempt']}"
+        child, parent = vols[f"{handle}-output-out"], vols[f"{handle}-in-src"]
+        assert (child["strategy"], child["parent"]) == ("cow", parent["handle"]), child
+        # what the driver did, from the kernel: the child's data dir is an overlay mount over the input's
+        # layer under overlay, and a plain directory (no mount at all) under naive
+        mount = mounts.get(child["path"])
+        if driver == "overlay":
+            assert mount and mount[0] == "overlay", f"{child['path']} is not an overlay mount: {mount}"
+            lower = dict(o.partition("=")[::2] for o in mount[1].split(","))["lowerdir"].split(":")
+            assert any(f"/{parent['handle']}/" in layer for layer in lower), (lower, parent["handle"])
+            assert mounts.get(parent["path"]) is None, f"the input {parent['path']} itself is mounted: {mounts}"
+        else:
+            assert mount is None, f"naive: {child['path']} is a mount: {mount}"
+            assert not [p for p, (fs, _) in mounts.items() if fs == "overlay" and p.startswith(
+                child["path"].split("/live/")[0])], "naive: an overlay mount in the volume dir"
         results[driver] = {
             "elapsed": elapsed,
             "inputs": build["inputs_ready_at"] - build["image_ready_at"],
@@ -124,7 +134,9 @@ def test_volume_dir_on_the_containers_overlay_root(release_factory, driver: str,
             return next((t["exitCode"] for t in ends if t and t.get("exitCode")), None)
 
         assert wait_for(failed_exit, 120, "the worker container exiting with an error") != 0
-        assert pod not in rel.workers()  # it never registered
+        # it never registered (asked once web answers: the release was installed without waiting for it)
+        ws = wait_for(lambda: (rel.workers(),), 240, "web answering `airside workers`")[0]
+        assert pod not in ws, ws[pod]
     else:
         ws = rel.wait_running_workers({pod})
         assert ws[pod]["volume_driver"] == "naive"
