@@ -144,6 +144,21 @@ def find_or_create_cluster() -> Kube:
     return Kube(kubeconfig, kubectl)
 
 
+# Test pods need sh, sleep, seq, touch and getent. The offline build's local-path helper is a small Debian
+# image that every node has pre-loaded; on other clusters (official kind images, KUBECONFIG) set
+# AIRSIDE_KIND_TEST_IMAGE to an image with those tools (e.g. debian:bookworm-slim).
+def node_shell_image(kube: Kube) -> str:
+    if os.environ.get("AIRSIDE_KIND_TEST_IMAGE"):
+        return os.environ["AIRSIDE_KIND_TEST_IMAGE"]
+    nodes = kube.json("get", "nodes")["items"]
+    held = [{n for img in node["status"].get("images", []) for n in img.get("names") or []} for node in nodes]
+    common = set.intersection(*held) if held else set()
+    for cand in sorted(common):
+        if "local-path-helper" in cand and "@" not in cand:
+            return cand
+    pytest.fail(f"no local-path-helper image on every node (set AIRSIDE_KIND_TEST_IMAGE): {sorted(common)}")
+
+
 # --------------------------------------------------------------------------- images from this checkout
 
 # what tools/image/build.sh puts into the airside image: the package (pip wheel of the checkout), the

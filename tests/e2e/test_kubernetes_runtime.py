@@ -1,15 +1,16 @@
 """The Kubernetes Job runtime end to end: a release with no workers; `airside execute` of a task with two
-inputs and an output creates a Job whose init container fetches the inputs from the artifact store, the
-logs stream back to the CLI, the exit code propagates, the output downloads, and the Job is cleaned up."""
+inputs and an output creates a Job whose init container fetches the inputs from the artifact store (in the
+airside image, while the task runs in an image of its own), the log streams back to the CLI while the task
+runs, the exit code propagates, the output downloads, and the Job is cleaned up."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import IMAGE_REPO, IMAGE_TAG, Release, wait_for, write_task
+from tests.e2e.conftest import IMAGE_REPO, IMAGE_TAG, Release, gate_sh, wait_for, write_task
+from tests.kubecluster import Kube, node_shell_image
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
@@ -33,35 +34,61 @@ def leftovers(rel: Release) -> list[str]:
     return items
 
 
-def test_a_task_with_two_inputs_and_an_output_runs_as_a_job(rel: Release, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def task_image(kube: Kube) -> str:
+    """An image the nodes hold that is not the airside image (the task's own image must not be the one the
+    airside steps run in, or an assertion on where those run proves nothing)."""
+    image = node_shell_image(kube)
+    assert not image.split("/")[-1].startswith(f"{IMAGE_REPO}:"), image
+    return image
+
+
+def image_resource(image: str) -> str:
+    repository, _, tag = image.rpartition(":")
+    return f'{{type: registry-image, source: {{repository: "{repository}", tag: "{tag}"}}}}'
+
+
+def test_a_task_with_two_inputs_and_an_output_runs_as_a_job(rel: Release, tmp_path: Path, task_image: str) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "one.txt").write_text("first input\n")
     (tmp_path / "b" / "nested").mkdir(parents=True)
     (tmp_path / "b" / "nested" / "two.txt").write_text("second input\n")
+    gate = "/tmp/airside-e2e-gate"
+    # the task prints a line, then waits at a gate the test opens only once it has seen that line from the CLI
     t = write_task(tmp_path / "task.yml", f"""
 platform: linux
-image_resource: {{type: registry-image, source: {{repository: {IMAGE_REPO}, tag: "{IMAGE_TAG}"}}}}
+image_resource: {image_resource(task_image)}
 inputs: [{{name: a}}, {{name: b}}]
 outputs: [{{name: result}}]
 params: {{WHO: kubernetes}}
 run:
   path: sh
-  args: [-c, 'echo "hello from $WHO"; sleep 8; cat a/one.txt b/nested/two.txt > result/joined.txt; echo done']
+  args: [-c, 'echo "hello from $WHO"; {gate_sh(gate)}; cat a/one.txt b/nested/two.txt > result/joined.txt; echo done']
 """)
+    log = tmp_path / "ex.log"
     ex = rel.cli_background("execute", "-c", str(t), "-i", f"a={tmp_path / 'a'}", "-i", f"b={tmp_path / 'b'}",
-                            "-o", f"result={tmp_path / 'out'}", log=tmp_path / "ex.log")
-    job = wait_for(lambda: jobs(rel) and jobs(rel)[0], 180, "the task's Job")
-    spec = job["spec"]["template"]["spec"]
-    assert job["spec"]["backoffLimit"] == 0 and spec["restartPolicy"] == "Never"
-    assert [c["name"] for c in spec["initContainers"]][0] == "fetch-inputs"
-    assert any(c["image"] == f"{IMAGE_REPO}:{IMAGE_TAG}" for c in spec["initContainers"] + spec["containers"])
-    wait_for(lambda: "hello from kubernetes" in (tmp_path / "ex.log").read_text(), 180,
-             "the task's log streaming back while it runs")
-    assert ex.wait(600) == 0, (tmp_path / "ex.log").read_text()[-3000:]
+                            "-o", f"result={tmp_path / 'out'}", log=log)
+    try:
+        job = wait_for(lambda: jobs(rel) and jobs(rel)[0], 180, "the task's Job")
+        spec = job["spec"]["template"]["spec"]
+        assert job["spec"]["backoffLimit"] == 0 and spec["restartPolicy"] == "Never"
+        images = [(c["name"], c["image"]) for c in spec["initContainers"] + spec["containers"]]
+        airside = f"{IMAGE_REPO}:{IMAGE_TAG}"
+        assert images == [("fetch-inputs", airside), ("task", task_image), ("upload-outputs", airside)], images
+        # streamed: the line reaches the CLI while the task still waits at the gate (a CLI or web that held the
+        # log back until the task ended would never show it here)
+        wait_for(lambda: "hello from kubernetes" in log.read_text(), 180, "the task's first line at the CLI")
+        assert ex.poll() is None and "done" not in log.read_text(), log.read_text()
+        pod = rel.kj("get", "pods", "-l", f"job-name={job['metadata']['name']}")["items"][0]["metadata"]["name"]
+        rel.k("exec", pod, "-c", "task", "--", "touch", gate)
+        assert ex.wait(600) == 0, log.read_text()[-3000:]
+    finally:
+        if ex.poll() is None:
+            ex.kill()
     assert (tmp_path / "out" / "joined.txt").read_text() == "first input\nsecond input\n"
-    assert "done" in (tmp_path / "ex.log").read_text()
+    assert "done" in log.read_text()
     wait_for(lambda: not leftovers(rel), 180, "the Job, its pod and Secret cleaned up")
-    b = json.loads(rel.cli("builds", "--json").stdout)[0]
+    b = rel.builds(1)[0]
     assert b["status"] == "succeeded" and b["worker_name"] is None
 
 
@@ -85,6 +112,6 @@ run: {path: "true"}
 """)
     r = rel.cli("execute", "-c", str(t))
     assert r.returncode == 3, r.stdout + r.stderr
-    b = json.loads(rel.cli("builds", "--json").stdout)[0]
+    b = rel.builds(1)[0]
     assert b["status"] == "errored" and "registry.invalid/nothing/here:v1" in b["reason"]
     wait_for(lambda: not leftovers(rel), 180, "the Job, its pod and Secret cleaned up")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.kubecluster import CACHE, Kube, find_or_create_cluster
+from tests.kubecluster import CACHE, Kube, find_or_create_cluster, node_shell_image
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(5400)]
 
@@ -41,23 +41,6 @@ def namespace(kube: Kube):
     kube.run("delete", "namespace", ns, "--wait=false", check=False)
 
 
-# Test pods need sh, sleep, seq and getent. The offline build's local-path
-# helper is a small Debian image that every node has pre-loaded; on other
-# clusters (official kind images, KUBECONFIG) set AIRSIDE_KIND_TEST_IMAGE to
-# an image with those tools (e.g. debian:bookworm-slim).
-def _busy_image(kube: Kube) -> str:
-    if os.environ.get("AIRSIDE_KIND_TEST_IMAGE"):
-        return os.environ["AIRSIDE_KIND_TEST_IMAGE"]
-    nodes = kube.json("get", "nodes")["items"]
-    names: set[str] = set()
-    for img in nodes[0]["status"].get("images", []):
-        names.update(img.get("names") or [])
-    for cand in sorted(names):
-        if "local-path-helper" in cand and "@" not in cand:
-            return cand
-    pytest.fail(f"no local-path-helper image on node {nodes[0]['metadata']['name']}: {sorted(names)}")
-
-
 def test_nodes_ready(kube: Kube):
     nodes = kube.json("get", "nodes")["items"]
     assert nodes, "cluster has no nodes"
@@ -68,7 +51,7 @@ def test_nodes_ready(kube: Kube):
 
 
 def test_job_completes(kube: Kube, namespace: str):
-    image = _busy_image(kube)
+    image = node_shell_image(kube)
     kube.apply(
         f"""
 apiVersion: batch/v1
@@ -91,7 +74,7 @@ spec:
 
 
 def test_pvc_binds(kube: Kube, namespace: str):
-    image = _busy_image(kube)
+    image = node_shell_image(kube)
     kube.apply(
         f"""
 apiVersion: v1
@@ -125,7 +108,7 @@ spec:
 
 
 def test_service_dns(kube: Kube, namespace: str):
-    image = _busy_image(kube)
+    image = node_shell_image(kube)
     kube.apply(
         f"""
 apiVersion: v1
