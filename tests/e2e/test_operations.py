@@ -6,13 +6,12 @@ logs survive, and `airside execute` reconnects."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import SAMPLE_ROOTFS, Release, wait_for, web_get, write_task
+from tests.e2e.conftest import GATE, SAMPLE_ROOTFS, Release, gate_sh, wait_for, web_get, write_task
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
@@ -40,23 +39,39 @@ def test_web_serves_https_only(rel: Release) -> None:
 
 
 def test_web_restart_during_a_running_build_does_not_lose_it(rel: Release, tmp_path: Path) -> None:
+    # the task runs until the test opens its gate, which it does only once the new web pod is ready: the
+    # build is running on its worker through the whole restart
     t = write_task(tmp_path / "task.yml", f"""
 platform: linux
 rootfs_uri: {SAMPLE_ROOTFS}
-run: {{path: sh, args: [-c, 'echo before; sleep 40; echo after-web-restart']}}
+outputs: [{{name: {GATE}}}]
+run: {{path: sh, args: [-c, 'echo before; {gate_sh()}; echo after-web-restart']}}
 """)
-    ex = rel.cli_background("execute", "-c", str(t), "--tag", "e2e", log=tmp_path / "ex.log")
-    wait_for(lambda: "before" in (tmp_path / "ex.log").read_text(), 180, "the task running")
-    old = rel.kj("get", "pods", "-l", "app.kubernetes.io/component=web")["items"][0]["metadata"]["name"]
-    rel.k("delete", "pod", old)
-    wait_for(lambda: [p for p in rel.kj("get", "pods", "-l", "app.kubernetes.io/component=web")["items"]
-                      if p["metadata"]["name"] != old and all(c["ready"] for c in p["status"].get("containerStatuses", [{"ready": False}]))],
-             240, "a new web pod ready")
-    assert ex.wait(300) == 0, (tmp_path / "ex.log").read_text()[-3000:]
-    out = (tmp_path / "ex.log").read_text()
+    log = tmp_path / "ex.log"
+    ex = rel.cli_background("execute", "-c", str(t), "--tag", "e2e", log=log)
+    try:
+        wait_for(lambda: "before" in log.read_text(), 180, "the task running")
+        b = rel.running_build()
+        assert b, f"no running build while its task runs: {rel.builds(5)}"
+        old = rel.kj("get", "pods", "-l", "app.kubernetes.io/component=web")["items"][0]["metadata"]["name"]
+        rel.k("delete", "pod", old)
+        wait_for(lambda: [p for p in rel.kj("get", "pods", "-l", "app.kubernetes.io/component=web")["items"]
+                          if p["metadata"]["name"] != old
+                          and all(c["ready"] for c in p["status"].get("containerStatuses", [{"ready": False}]))],
+                 240, "a new web pod ready")
+        assert ex.poll() is None and "after-web-restart" not in log.read_text(), log.read_text()
+        rel.open_gate(b["worker_name"], b)
+        assert ex.wait(300) == 0, log.read_text()[-3000:]
+    finally:
+        if ex.poll() is None:
+            ex.kill()
+    out = log.read_text()
     assert out.count("before") == 1 and "after-web-restart" in out
-    b = json.loads(rel.cli("builds", "--json").stdout)[0]
-    assert b["status"] == "succeeded" and b["attempt"] == 1  # the same attempt: not requeued, not lost
+    done = rel.builds(1)[0]
+    # the same attempt on the same worker: not requeued, not lost
+    assert (done["id"], done["status"], done["attempt"], done["worker_name"]) == (
+        b["id"], "succeeded", 1, b["worker_name"]), done
     assert "postgresql+psycopg://" in rel.logs(f"deploy/{rel.fullname}-web")  # the chart's bundled PostgreSQL
-    time.sleep(1)
-    assert {w["state"] for w in rel.workers().values()} == {"running"}
+    # the workers re-attach to the new web process: both heartbeat it and are running
+    wait_for(lambda: {w["state"] for w in rel.workers().values()} == {"running"}
+             and set(rel.workers()) == {rel.worker_pod(0), rel.worker_pod(1)}, 60, "both workers running")

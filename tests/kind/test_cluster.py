@@ -12,13 +12,13 @@ Run: ``make cluster-test`` (``python -m pytest -m kind tests/kind -v``).
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.kubecluster import CACHE, Kube, find_or_create_cluster, node_shell_image
+from tests.procs import wait_for
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(5400)]
 
@@ -32,11 +32,9 @@ def kube() -> Kube:
 def namespace(kube: Kube):
     ns = f"airside-kind-test-{uuid.uuid4().hex[:6]}"
     kube.run("create", "namespace", ns)
-    # wait for the default service account (admission rejects pods before it exists)
-    for _ in range(60):
-        if kube.run("-n", ns, "get", "serviceaccount", "default", check=False):
-            break
-        time.sleep(1)
+    # the default service account appears asynchronously (admission rejects pods before it exists)
+    wait_for(lambda: kube.run("-n", ns, "get", "serviceaccount", "default", "-o", "name", check=False), 60,
+             f"the default service account of namespace {ns}", interval=0.5)
     yield ns
     kube.run("delete", "namespace", ns, "--wait=false", check=False)
 
