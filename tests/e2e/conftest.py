@@ -110,6 +110,7 @@ class Release:
         self.fullname = f"{name}-airside"
         self.helm = helm_python.Config(kubeconfig_path=kube.kubeconfig, namespace=self.ns)
         self.ca_file: Path | None = None  # set by with_tls(): web serves HTTPS with a certificate this CA signed
+        self.cert_file: Path | None = None  # ... and this is the certificate (in the Secret web mounts)
 
     # --- lifecycle --------------------------------------------------------------------------------------
     def with_tls(self) -> Release:
@@ -125,7 +126,7 @@ class Release:
         self.k("create", "secret", "generic", f"{self.name}-web-tls", "--type=kubernetes.io/tls",
                f"--from-file=tls.crt={certs.cert}", f"--from-file=tls.key={certs.key}", f"--from-file=ca.crt={certs.ca}")
         self.values = merge(self.values, {"web": {"tls": {"secretName": f"{self.name}-web-tls"}}})
-        self.ca_file = certs.ca
+        self.ca_file, self.cert_file = certs.ca, certs.cert
         return self
 
     def install(self, wait: bool = True) -> Release:

@@ -60,6 +60,7 @@ run: {{path: sh, args: [-c, 'echo started; {gate_sh()}; echo finished']}}
         b = rel.running_build()
         assert b, f"no running build while its task runs: {rel.builds(5)}"
         pod = b["worker_name"]
+        uid = rel.kj("get", "pod", pod)["metadata"]["uid"]
         old_epoch = rel.workers()[pod]["boot_epoch"]
         rel.k("delete", "pod", pod, "--wait=false")
         deleted = time.monotonic()
@@ -67,11 +68,12 @@ run: {{path: sh, args: [-c, 'echo started; {gate_sh()}; echo finished']}}
         drains = wait_for(lambda: drain_events(rel, pod), 60, f"{pod} logging that it drains")
         assert [(e["action"], e["running"]) for e in drains] == [("retire", 1)], drains
         # the drain holds the pod for as long as its task runs, not for some seconds: for HOLD seconds after the
-        # delete it is Terminating, its worker retiring and the build running on it (checked every
+        # delete it is the same pod, Terminating, its worker retiring and the build running on it (checked every
         # second, so a worker that gave up after a few seconds fails here); then the test lets the task end
         while time.monotonic() - deleted < HOLD:
             meta = rel.kj("get", "pod", pod)["metadata"]
             assert meta.get("deletionTimestamp"), f"{pod} should be Terminating while its task runs"
+            assert meta["uid"] == uid, f"{pod} was replaced ({uid} -> {meta['uid']}) while its task should run"
             state = rel.workers().get(pod, {}).get("state")
             assert state == "retiring", f"{pod} is {state or 'gone from the registry'} while its task should run"
             now = next(x for x in rel.builds(10) if x["id"] == b["id"])

@@ -128,12 +128,12 @@ def test_volume_dir_on_the_containers_overlay_root(release_factory, driver: str,
         assert "overlay" in logs and "--baggageclaim-driver naive" in logs, logs[-2000:]
         # it exits with the error (and Kubernetes keeps restarting it); a point-in-time `ready` would race the
         # seconds each restart runs before failing again
-        def failed_exit() -> int | None:
+        def terminated() -> dict | None:
             status = rel.kj("get", "pod", pod)["status"]["containerStatuses"][0]
-            ends = [(status.get(k) or {}).get("terminated") for k in ("state", "lastState")]
-            return next((t["exitCode"] for t in ends if t and t.get("exitCode")), None)
+            return next((t for k in ("state", "lastState") if (t := (status.get(k) or {}).get("terminated"))), None)
 
-        assert wait_for(failed_exit, 120, "the worker container exiting with an error") != 0
+        ended = wait_for(terminated, 120, "the worker container exiting")
+        assert ended["exitCode"] != 0, ended
         # it never registered (asked once web answers: the release was installed without waiting for it)
         ws = wait_for(lambda: (rel.workers(),), 240, "web answering `airside workers`")[0]
         assert pod not in ws, ws[pod]

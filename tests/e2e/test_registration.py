@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 
 from tests.e2e.conftest import Release, wait_for
@@ -20,17 +21,18 @@ def rel(release_factory) -> Release:  # noqa: ANN001
 
 def test_every_worker_pod_is_running_with_platform_and_tags(rel: Release) -> None:
     ws = rel.wait_running_workers({rel.worker_pod(0), rel.worker_pod(1)})
-    for w in ws.values():
+    for name, w in ws.items():
         assert (w["platform"], w["tags"], w["state"]) == ("linux", ["e2e"], "running")
         assert w["volume_driver"] in ("naive", "overlay", "btrfs") and w["runtime"] == "oci"
-        assert w["baggageclaim_url"].startswith("http://") and w["baggageclaim_url"].endswith(":7788")
+        # the volume server's address peers reach: the pod's own IP (the chart's $(POD_IP))
+        assert w["baggageclaim_url"] == f"http://{rel.kj('get', 'pod', name)['status']['podIP']}:7788", w
     # the readiness probe (the worker's state file) agrees with web
     rel.k("wait", "--for=condition=Ready", f"pod/{rel.worker_pod(0)}", f"pod/{rel.worker_pod(1)}", "--timeout=60s")
 
 
 def test_helm_test_on_the_default_values(rel: Release) -> None:
     """The chart's defaults (plain HTTP; tests/e2e/test_operations.py runs the same over HTTPS)."""
-    assert rel.web_url.startswith("http://")
+    assert httpx.get(rel.web_url + "/healthz", timeout=30).status_code == 200  # plain HTTP by default
     result = rel.helm.test(rel.name, timeout=300, logs=True)
     assert "helm test: a task ran and its output came back" in json.dumps(result)
 
