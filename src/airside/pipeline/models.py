@@ -12,7 +12,8 @@ or several. The checks that look across the config (names, references, ``passed`
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+import types
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -38,6 +39,7 @@ from .values import (
     PositiveInt,
     PutInputs,
 )
+from .vars import is_var
 
 __all__ = [
     "MODIFIERS",
@@ -73,15 +75,51 @@ VAR_SOURCE_TYPES = ("vault", "dummy", "ssm", "secretsmanager", "idtoken")
 """The credential managers Concourse accepts in ``var_sources``."""
 
 
+def _takes_structure(annotation: Any) -> bool:
+    """Whether a field's type is a mapping, list or model (a ``((var))`` string is not one)."""
+    ann = annotation
+    while get_origin(ann) in (Annotated, Union, types.UnionType):
+        args = [a for a in get_args(ann) if a is not type(None)]
+        if get_origin(ann) is Annotated:
+            args = args[:1]
+        if len(args) != 1:
+            return False
+        ann = args[0]
+    return get_origin(ann) in (dict, list) or (isinstance(ann, type) and issubclass(ann, BaseModel))
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
-    @model_validator(mode="before")
+    _deferred: dict[str, str] = PrivateAttr(default_factory=dict)
+    """Optional mapping/list fields given as one ``((var))`` not set yet: field → the var text,
+    checked when the var is resolved (run time)."""
+
+    @model_validator(mode="wrap")
     @classmethod
-    def _nulls_are_absent(cls, data: Any) -> Any:
-        if isinstance(data, dict) and any(v is None for v in data.values()):
-            return {k: v for k, v in data.items() if v is not None}
-        return data
+    def _nulls_and_vars(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        deferred: dict[str, str] = {}
+        if isinstance(data, dict):
+            structured = _structured_fields(cls)
+            deferred = {k: v for k, v in data.items() if k in structured and is_var(v)}
+            if deferred or any(v is None for v in data.values()):
+                data = {k: v for k, v in data.items() if v is not None and k not in deferred}
+        model = handler(data)
+        if deferred:
+            model._deferred = deferred
+        return model
+
+
+_STRUCTURED: dict[type, frozenset[str]] = {}
+
+
+def _structured_fields(cls: type[BaseModel]) -> frozenset[str]:
+    if cls not in _STRUCTURED:
+        _STRUCTURED[cls] = frozenset(
+            f.alias or n for n, f in cls.model_fields.items()
+            if not f.is_required() and _takes_structure(f.annotation)
+        )
+    return _STRUCTURED[cls]
 
 
 Params = dict[str, Any]
@@ -192,7 +230,7 @@ class TaskStep(_StepBase):
 
     @model_validator(mode="after")
     def _file_or_config(self) -> TaskStep:
-        if self.file is None and self.config is None:
+        if self.file is None and self.config is None and "config" not in self._deferred:
             raise SemanticErrors([(("task",), "must specify either `file:` or `config:`")])
         if self.file is not None and self.config is not None:
             raise SemanticErrors([(("file",), "must specify one of `file:` or `config:`, not both")])
