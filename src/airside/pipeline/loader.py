@@ -317,4 +317,6 @@ def parse_pipeline_config(data: Any, filename: str = "pipeline.yml",
     """Validate already-parsed data (e.g. JSON from the API); problems carry no lines."""
     lines = LineMap(filename)
     interpolated = interpolate(data, lines, static_vars)
+    for p in interpolated.problems:
+        p.line = None
     return _validate(interpolated.data, filename, None, interpolated, list(interpolated.problems), [])
