@@ -213,6 +213,48 @@ def execute(config: Path, inputs: tuple[str, ...], outputs: tuple[str, ...], bui
     sys.exit(code)
 
 
+@main.command(name="validate-pipeline")
+@click.option("-c", "--config", "config", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              required=True, help="Pipeline config file (Concourse pipeline schema).")
+@click.option("-v", "--var", "var", multiple=True, metavar="NAME=STRING", help="Set a var to a string.")
+@click.option("-y", "--yaml-var", "yaml_var", multiple=True, metavar="NAME=YAML", help="Set a var to a YAML value.")
+@click.option("-l", "--load-vars-from", "load_vars_from", multiple=True,
+              type=click.Path(path_type=Path, dir_okay=False, exists=True), help="Load vars from a YAML file.")
+@click.option("-s", "--strict", is_flag=True, help="Fail on warnings too.")
+def validate_pipeline(config: Path, var: tuple[str, ...], yaml_var: tuple[str, ...],
+                      load_vars_from: tuple[Path, ...], strict: bool) -> None:
+    """Check a pipeline config without a web: exit 0 ("looks good") or 1 listing every problem."""
+    from airside.pipeline import PipelineConfigError, StaticVars, VarFlagError, load_pipeline_config
+    from airside.task import TaskConfigError
+
+    try:
+        static = StaticVars.from_flags(var, yaml_var, [(str(p), p.read_text()) for p in load_vars_from])
+    except VarFlagError as e:
+        raise click.UsageError(str(e)) from None
+    except TaskConfigError as e:
+        raise click.UsageError("; ".join(str(p) for p in e.problems)) from None
+    try:
+        loaded = load_pipeline_config(config.read_text(), str(config), static)
+    except PipelineConfigError as e:
+        for w in e.warnings:
+            click.echo(f"warning: {w}", err=True)
+        for p in e.problems:
+            click.echo(f"error: {p}", err=True)
+        n = len(e.problems)
+        click.echo(f"{config}: {n} problem{'s' if n != 1 else ''}: configuration invalid", err=True)
+        sys.exit(1)
+    for w in loaded.warnings:
+        click.echo(f"warning: {w}", err=True)
+    if loaded.unset:
+        click.echo("vars not set (left for run time):")
+        for name, lines in loaded.unset.items():
+            click.echo(f"  (({name})) at line{'s' if len(lines) != 1 else ''} {', '.join(map(str, lines))}")
+    if strict and loaded.warnings:
+        click.echo(f"{config}: {len(loaded.warnings)} warning(s) with --strict: configuration invalid", err=True)
+        sys.exit(1)
+    click.echo("looks good")
+
+
 @main.command()
 @settings_options(CLIENT)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
