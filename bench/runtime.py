@@ -3,7 +3,10 @@
 Measures, in one run and interleaved, the median wall time of
   - airside: OCIRuntime.prepare → start → wait → destroy (shim, state dir, cgroup OOM check, runc delete)
   - baseline: `runc run --bundle <the bundle airside generated> <id>` directly (runc deletes on exit)
-and prints both and the ratio. Needs root, runc and busybox-static.
+and prints both and the ratio; then, also interleaved, the same airside round trip with the container on
+the bridge network (a namespace made, CNI ADD of bridge + host-local + firewall and loopback, DEL at destroy)
+against the loopback network (goal: bridge / loopback <= 1.2x). Needs root, runc, busybox-static and, for
+the second part, the CNI plugins (Debian's containernetworking-plugins); the bridge uses a pool of its own.
 
     python bench/runtime.py [--runs 21] [--sleep SECONDS]   # --sleep 1: a 1 s task instead of `true`
 """
@@ -25,7 +28,10 @@ from tests.rootfs import make_busybox_rootfs  # noqa: E402
 
 from airside.core import log as airside_log  # noqa: E402
 from airside.runtime import ContainerSpec  # noqa: E402
+from airside.runtime.net import NetworkConfig  # noqa: E402
 from airside.runtime.oci import OCIRuntime  # noqa: E402
+
+BENCH_POOL = "10.126.0.0/24"
 
 
 def main() -> int:
@@ -37,7 +43,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="airside-bench-") as tmp:
         root = Path(tmp)
         rootfs = make_busybox_rootfs(root / "rootfs")
-        rt = OCIRuntime(root / "state")
+        net = NetworkConfig(pool=BENCH_POOL, cni_dir=root / "cni")
+        rt = OCIRuntime(root / "state", network=net)
 
         # the baseline bundle: exactly what airside generates, with its own cgroup path
         argv = ["sleep", f"{args.sleep:g}"] if args.sleep else ["true"]
@@ -53,10 +60,10 @@ def main() -> int:
         rt.destroy("template")
         runc_root = root / "runc-baseline"
 
-        def airside_once(i: int) -> float:
+        def airside_once(i: int, network: str = "loopback") -> float:
             t0 = time.perf_counter()
-            h = f"bench-{i}"
-            rt.prepare(ContainerSpec(handle=h, rootfs=rootfs, path=argv[0], args=argv[1:]))
+            h = f"bench-{network}-{i}"
+            rt.prepare(ContainerSpec(handle=h, rootfs=rootfs, path=argv[0], args=argv[1:], network=network))
             rt.start(h)
             status = rt.wait(h)
             rt.destroy(h)
@@ -72,17 +79,24 @@ def main() -> int:
             )  # fmt: skip
             return time.perf_counter() - t0
 
-        airside_once(-1), runc_once(-1)  # warm caches
-        a, b = [], []
+        airside_once(-1), runc_once(-1), airside_once(-1, "bridge")  # warm caches (and make the bridge)
+        a, b, c = [], [], []
         for i in range(args.runs):
             a.append(airside_once(i))
             b.append(runc_once(i))
-    ma, mb = statistics.median(a), statistics.median(b)
+            c.append(airside_once(i, "bridge"))
+        rt.close()
+        assert rt.network is not None
+        rt.network.remove()
+    ma, mb, mc = statistics.median(a), statistics.median(b), statistics.median(c)
     task = "true" if not args.sleep else f"sleep {args.sleep:g}"
     print(f"runs: {args.runs} each, interleaved")
     print(f"airside OCIRuntime prepare→start→wait→destroy ({task}): median {ma * 1000:.1f} ms")
     print(f"runc run of the same bundle ({task}): median {mb * 1000:.1f} ms")
     print(f"ratio airside / runc: {ma / mb:.2f}x (overhead {1000 * (ma - mb):.1f} ms per task)")
+    print(f"airside with the bridge network ({task}): median {mc * 1000:.1f} ms")
+    print(f"ratio bridge / loopback: {mc / ma:.2f}x (network setup and teardown {1000 * (mc - ma):.1f} ms per task;"
+          " goal <= 1.2x)")
     return 0
 
 

@@ -476,6 +476,26 @@ airside.worker wins, else what the chart manages (if anything), else nothing (bi
 - name: AIRSIDE_MAX_CONCURRENT_TASKS
   value: {{ (int64 $v | toString) | quote }}
 {{- end }}
+{{- $v := index $s "container_network" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_CONTAINER_NETWORK
+  value: {{ (toString $v) | quote }}
+{{- end }}
+{{- $v := index $s "network_pool" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_NETWORK_POOL
+  value: {{ (toString $v) | quote }}
+{{- end }}
+{{- $v := index $s "dns_servers" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_DNS_SERVERS
+  value: {{ (join "," $v) | quote }}
+{{- end }}
+{{- $v := index $s "restricted_networks" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_RESTRICTED_NETWORKS
+  value: {{ (join "," $v) | quote }}
+{{- end }}
 {{- $v := index $s "baggageclaim_bind_host" }}
 {{- if not (kindIs "invalid" $v) }}
 - name: AIRSIDE_BAGGAGECLAIM_BIND_HOST

@@ -8,13 +8,14 @@ only grows the flags it reads.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic.json_schema import JsonDict
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -128,6 +129,25 @@ class Settings(BaseSettings):
     )
     max_concurrent_tasks: int = _f(8, "Tasks a worker runs at once; web places no more than this.", WORKER, ge=1)
 
+    # --- container networking (worker, oci runtime; airside.runtime.net) ---------------------------
+    container_network: Literal["bridge", "loopback", "host"] = _f(
+        "bridge", "Network of task containers (oci runtime): bridge (own namespace on the worker's CNI bridge, "
+        "an address from network_pool, masqueraded egress), loopback (own namespace, no route out) or host "
+        "(the worker's own network).", WORKER,
+    )
+    network_pool: str = _f(
+        "10.80.0.0/16", "IPv4 range (CIDR) the bridge network gives container addresses from; its first address "
+        "is the gateway.", WORKER,
+    )
+    dns_servers: Annotated[list[str], NoDecode] = _f(
+        [], "DNS servers of bridge-networked containers (comma separated); empty means the worker's own, without "
+        "loopback ones (only loopback ones: the worker forwards DNS on the bridge gateway).", WORKER,
+    )
+    restricted_networks: Annotated[list[str], NoDecode] = _f(
+        ["169.254.169.254/32"], "CIDRs bridge-networked containers may not connect to (comma separated); the "
+        "default denies the cloud metadata address.", WORKER,
+    )
+
     # --- baggageclaim (volume server) ---------------------------------------------------------
     baggageclaim_bind_host: str = _f("127.0.0.1", "Address the volume server listens on.", WORKER, BAGGAGECLAIM)
     baggageclaim_bind_port: int = _f(7788, "Port the volume server listens on.", WORKER, BAGGAGECLAIM, ge=0, le=65535)
@@ -225,6 +245,43 @@ class Settings(BaseSettings):
                 data[name] = [t.strip() for t in text.split(",") if t.strip()]
             # anything else stays text, and validation names the field
         return data
+
+    @field_validator("network_pool")
+    @classmethod
+    def _pool(cls, v: str) -> str:
+        try:
+            net = ipaddress.ip_network(v.strip(), strict=True)
+        except ValueError as e:
+            raise ValueError(f"not an IPv4 network in CIDR form ({e})") from None
+        if net.version != 4 or net.prefixlen > 30:
+            raise ValueError(f"{v!r}: an IPv4 network of at least 4 addresses (prefix /30 or shorter) is needed")
+        return str(net)
+
+    @field_validator("restricted_networks")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        out = []
+        for c in v:
+            try:
+                net = ipaddress.ip_network(c.strip(), strict=False)
+            except ValueError as e:
+                raise ValueError(f"{c!r} is not a network in CIDR form ({e})") from None
+            if net.version != 4:
+                raise ValueError(f"{c!r}: only IPv4 networks can be restricted (containers have IPv4 only)")
+            out.append(str(net))
+        return out
+
+    @field_validator("dns_servers")
+    @classmethod
+    def _dns(cls, v: list[str]) -> list[str]:
+        for a in v:
+            try:
+                ip = ipaddress.ip_address(a.strip())
+            except ValueError:
+                raise ValueError(f"{a!r} is not an IP address") from None
+            if ip.is_loopback:
+                raise ValueError(f"{a}: a loopback address is the container's own, not the worker's")
+        return [a.strip() for a in v]
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:

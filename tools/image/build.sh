@@ -17,7 +17,7 @@ MIRROR="${AIRSIDE_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SECURITY_MIRROR="${AIRSIDE_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
 PYTHON="${PYTHON:-python3}"
 SUITE=bookworm
-BASE_PKGS="python3 python3-venv tini ca-certificates runc btrfs-progs procps busybox-static"
+BASE_PKGS="python3 python3-venv tini ca-certificates runc btrfs-progs procps busybox-static containernetworking-plugins iptables"
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
 

@@ -48,6 +48,9 @@ class Limits:
     memory_bytes: int | None = None  # Concourse container_limits.memory
 
 
+NETWORKS = ("bridge", "loopback", "host")
+
+
 @dataclass(frozen=True)
 class ContainerSpec:
     handle: str
@@ -61,7 +64,8 @@ class ContainerSpec:
     limits: Limits = field(default_factory=Limits)
     privileged: bool = False
     image: str = ""  # a name for the image, used in error messages (e.g. an unknown run.user)
-    network: str = "loopback"  # "loopback": own network namespace with only lo; "host": the host's network
+    network: str = "loopback"  # one of NETWORKS: "bridge": own namespace on the worker's CNI bridge (oci);
+    # "loopback": own namespace with only lo; "host": the host's network
 
 
 @dataclass(frozen=True)
@@ -104,3 +108,7 @@ class Runtime(abc.ABC):
 
     @abc.abstractmethod
     def list(self) -> list[str]: ...
+
+    def close(self) -> None:
+        """Stop what this runtime instance runs for its containers (not the containers: they outlive it)."""
+        return None

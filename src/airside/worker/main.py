@@ -25,6 +25,7 @@ from airside.core.schemas import (
     WorkerState,
 )
 from airside.runtime import RuntimeError_, get_runtime
+from airside.runtime.net import NetworkConfig
 from airside.worker import epoch
 from airside.worker.beacon import Beacon, DuplicateWorker, Work
 from airside.worker.signals import HANDLED, Action, action_for
@@ -106,6 +107,15 @@ def reap_once(client: WebClient, name: str, boot_epoch: str, tasks: Tasks) -> in
     return destroyed
 
 
+def container_network(settings: Settings) -> NetworkConfig | None:
+    """The oci runtime's bridge network, as the settings describe it (None: not a bridge-networked worker)."""
+    if settings.worker_runtime != "oci" or settings.container_network != "bridge":
+        return None
+    return NetworkConfig(
+        pool=settings.network_pool, dns_servers=settings.dns_servers, restricted=settings.restricted_networks
+    )
+
+
 def run(settings: Settings, work: Work | None = None) -> int:
     work_dir = settings.resolved_work_dir
     boot_epoch, fresh = epoch.load_or_create(work_dir)
@@ -116,10 +126,15 @@ def run(settings: Settings, work: Work | None = None) -> int:
         volumes = BackgroundServer(settings).start()
     except (VolumeError, DriverUnavailable) as e:
         raise ConfigError(str(e)) from e
-    runtime = get_runtime(settings.worker_runtime, work_dir / "containers")
+    network = container_network(settings)
+    try:
+        runtime = get_runtime(settings.worker_runtime, work_dir / "containers", network=network)
+    except RuntimeError_ as e:
+        volumes.stop()
+        raise ConfigError(str(e)) from e
     if not runtime.isolates:
         LOG.warning("THE PROCESS RUNTIME DOES NOT ISOLATE TASKS: they run as this worker's user, on this host")
-    tasks = Tasks(client, volumes.repository, runtime)
+    tasks = Tasks(client, volumes.repository, runtime, network=settings.container_network)
     work = work or tasks
     beacon = Beacon(client, registration(settings, boot_epoch, volumes.url,
                                                   volumes.repository.driver.name, runtime.name), heartbeat_interval=settings.heartbeat_interval,
@@ -210,5 +225,6 @@ def run(settings: Settings, work: Work | None = None) -> int:
         stopping.set()
         beacon.stop_heartbeats()
         beacon.close()
+        runtime.close()
         volumes.stop()
         client.close()

@@ -201,6 +201,7 @@ class TaskRunner:
             user=cfg.run.user or self.image_user, mounts=self.mounts,
             limits=Limits(cpu_shares=(limits.cpu or None) if limits else None,
                           memory_bytes=(limits.memory or None) if limits else None),
+            network=self.tasks.network,
         )
         try:
             self.tasks.runtime.prepare(spec)
@@ -336,8 +337,9 @@ class TaskRunner:
 class Tasks:
     """The builds this worker runs (the beacon's `Work`), fed by web's assignments."""
 
-    def __init__(self, web: WebClient, repo: Repository, runtime: Runtime) -> None:
+    def __init__(self, web: WebClient, repo: Repository, runtime: Runtime, network: str = "loopback") -> None:
         self.web, self.repo, self.runtime = web, repo, runtime
+        self.network = network  # ContainerSpec.network of every task container (the container_network setting)
         self.runners: dict[str, TaskRunner] = {}
         self.lock = threading.Lock()
         self._image_locks: dict[str, threading.Lock] = {}
