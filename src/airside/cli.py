@@ -193,10 +193,12 @@ _worker_command("prune-worker", "Remove a stalled or landed worker from the regi
 @click.option("--image", default=None, metavar="REPO[:TAG]", help="Run in this registry image instead of the task's.")
 @click.option("--include-ignored", is_flag=True,
               help="Upload files .gitignore ignores too (by default a git work tree is uploaded as git sees it).")
+@click.option("-p", "--privileged", is_flag=True,
+              help="Run the task privileged (the runtime's operator must allow it: allow_privileged_tasks).")
 @click.argument("args", nargs=-1, metavar="[-- ARGS...]")
 def execute(config: Path, inputs: tuple[str, ...], outputs: tuple[str, ...], build_tags: tuple[str, ...],
-            input_mapping: tuple[str, ...], image: str | None, include_ignored: bool, args: tuple[str, ...],
-            **kwargs: Any) -> None:
+            input_mapping: tuple[str, ...], image: str | None, include_ignored: bool, privileged: bool,
+            args: tuple[str, ...], **kwargs: Any) -> None:
     """Run a task once with local inputs, stream its logs, download its outputs; exits with the task's code.
     ARGS after `--` are appended to run.args; params that are null take their value from this environment."""
     from airside import execute as ex
@@ -207,7 +209,7 @@ def execute(config: Path, inputs: tuple[str, ...], outputs: tuple[str, ...], bui
         with client_for(settings) as c:
             code = ex.run(c, config, ex.parse_pairs(inputs, "input"), ex.parse_pairs(outputs, "output"),
                           list(build_tags), input_mapping=mapping, image=image, args=args,
-                          include_ignored=include_ignored)
+                          include_ignored=include_ignored, privileged=privileged)
     except WebError as e:
         _fail(e)
     sys.exit(code)

@@ -127,6 +127,11 @@ class Settings(BaseSettings):
         30.0, "Seconds between the worker reaper's reports to web (garbage collection of containers/volumes).",
         WORKER, gt=0,
     )
+    allow_privileged_tasks: bool = _f(
+        False, "Run privileged tasks (airside execute -p): on workers a container with every capability and "
+        "writable /sys; as Jobs securityContext.privileged. Off: such a build errors naming this setting.",
+        WEB, WORKER,
+    )
     max_concurrent_tasks: int = _f(8, "Tasks a worker runs at once; web places no more than this.", WORKER, ge=1)
 
     # --- container networking (worker, oci runtime; airside.runtime.net) ---------------------------
@@ -199,6 +204,24 @@ class Settings(BaseSettings):
     )
     kubernetes_image_pull_secrets: Annotated[list[str], NoDecode] = _f(
         [], "Names of image pull Secrets for task pods (comma separated, or a JSON list).", WEB
+    )
+    kubernetes_tag_placement: Annotated[dict[str, dict[str, Any]], NoDecode] = _f(
+        {}, "Placement of task pods by build tag: a JSON object tag -> {nodeSelector, tolerations, affinity} "
+        "(Kubernetes' own shapes), added to kubernetes_node_selector/kubernetes_tolerations. A build tagged with "
+        "a tag missing here errors naming it.", WEB,
+    )
+    kubernetes_priority_class_name: str = _f("", "priorityClassName of task pods; empty means none.", WEB)
+    kubernetes_runtime_class_name: str = _f("", "runtimeClassName of task pods (e.g. gvisor); empty means none.", WEB)
+    kubernetes_default_cpu_shares: int = _f(
+        0, "CPU shares of a task without container_limits.cpu (requests shares/1024 cores); 0 means no request.",
+        WEB, ge=0,
+    )
+    kubernetes_default_memory_mib: int = _f(
+        0, "Memory (MiB, request = limit) of a task without container_limits.memory; 0 means none.", WEB, ge=0
+    )
+    kubernetes_cpu_limit_ratio: float = _f(
+        0.0, "CPU limit of a task pod as a multiple of its CPU request (shares/1024 cores); 0 means no CPU limit "
+        "(Kubernetes throttles at a limit; shares never cap a container on a worker).", WEB, ge=0,
     )
     kubernetes_task_timeout: float = _f(
         3600.0, "Seconds a task Job may run (activeDeadlineSeconds, scheduling included); 0 means no limit.", WEB, ge=0
@@ -288,6 +311,19 @@ class Settings(BaseSettings):
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             missing = "tls_key_file" if self.tls_key_file is None else "tls_cert_file"
             raise ValueError(f"{missing}: web's TLS needs both tls_cert_file and tls_key_file ({env_name(missing)})")
+        return self
+
+    @model_validator(mode="after")
+    def _placement_shapes(self) -> Settings:
+        shapes = {"nodeSelector": dict, "tolerations": list, "affinity": dict}
+        for tag, placement in self.kubernetes_tag_placement.items():
+            for key, value in placement.items():
+                if key not in shapes:
+                    raise ValueError(f"kubernetes_tag_placement: tag {tag!r}: unknown key {key!r} (expected "
+                                     f"{', '.join(shapes)})")
+                if not isinstance(value, shapes[key]):
+                    raise ValueError(f"kubernetes_tag_placement: tag {tag!r}: {key} must be a JSON "
+                                     f"{'object' if shapes[key] is dict else 'list'}")
         return self
 
     # --- derived values (never settings of their own) ----------------------------------------

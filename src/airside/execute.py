@@ -1,12 +1,12 @@
 """`airside execute`: run a task config once with local inputs, follow its logs, fetch its outputs.
 
     airside execute -c task.yml -i src=. -i deps=../deps -o out=./out [--tag T] [-m TASK_INPUT=NAME]
-                    [--image REPO[:TAG]] [--include-ignored] [-- ARGS...]
+                    [--image REPO[:TAG]] [--include-ignored] [-p/--privileged] [-- ARGS...]
 
 As `fly execute`: a git work tree is uploaded without what .gitignore ignores (unless --include-ignored);
 params whose value is null are taken from this environment when set there; ARGS after `--` are appended
 to run.args; --image replaces the task's image with a registry image; -m feeds task input TASK_INPUT from
-the directory given as `-i NAME=DIR`.
+the directory given as `-i NAME=DIR`; -p runs it privileged (where the operator allows it).
 
 Exit status: the task's own exit code when it ran (0 succeeded, N failed); 3 when the build errored
 (the infrastructure failed: the reason is printed); 130 when aborted (Ctrl-C aborts the build).
@@ -110,7 +110,7 @@ def _dir_size(p: Path) -> int:
 
 def run(client: WebClient, config_path: Path, inputs: dict[str, Path], outputs: dict[str, Path], tags: list[str],
         quiet_progress: bool = False, *, input_mapping: dict[str, str] | None = None, image: str | None = None,
-        args: tuple[str, ...] = (), include_ignored: bool = False,
+        args: tuple[str, ...] = (), include_ignored: bool = False, privileged: bool = False,
         environ: dict[str, str] | None = None) -> int:
     try:
         text = config_path.read_text()
@@ -157,7 +157,7 @@ def run(client: WebClient, config_path: Path, inputs: dict[str, Path], outputs: 
     # caches belong to "this task": the same task file (by absolute path) shares its caches between runs
     cache_key = "execute-" + hashlib.sha256(str(config_path.resolve()).encode()).hexdigest()[:32]
     build = client.create_build(BuildCreate(config=sent, config_filename=config_path.name, inputs=sorted(inputs),
-                                            tags=tags, cache_key=cache_key))
+                                            tags=tags, cache_key=cache_key, privileged=privileged))
     err.print(f"[dim]build {build.id} created[/dim]")
     with Progress(TextColumn("uploading {task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                   console=err, disable=quiet_progress, transient=True) as progress:

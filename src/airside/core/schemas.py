@@ -124,6 +124,7 @@ class BuildCreate(Strict):
     tags: list[Tag] = Field(default_factory=list, max_length=64)
     team: Name | None = None
     cache_key: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{0,128}$")] = ""
+    privileged: bool = False  # run the task privileged (fly execute -p); the runtime's operator must allow it
 
 
 class Build(Strict):
@@ -158,6 +159,7 @@ class Assignment(Strict):
     inputs: list[str]
     cache_key: str
     abort: bool = False
+    privileged: bool = False
 
 
 class Phase(StrEnum):

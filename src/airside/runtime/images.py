@@ -55,6 +55,24 @@ UNREACHABLE_HINTS = ("connection refused", "no such host", "i/o timeout", "netwo
                      "dial tcp", "server misbehaving", "timeout", "connection reset")  # fmt: skip
 
 
+def registry_host(reference: str) -> str:
+    """The registry host of an image reference, by Docker's rule: the first path component when it has a
+    `.` or `:` or is `localhost`, else Docker Hub (`docker.io`)."""
+    first, sep, _ = reference.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
+def auth_file(registry: str, username: str, password: str) -> str:
+    """A containers-auth.json / Docker config.json text holding one registry's credentials."""
+    import base64
+
+    token = base64.b64encode(f"{username}:{password}".encode()).decode()
+    key = "https://index.docker.io/v1/" if registry == "docker.io" else registry
+    return json.dumps({"auths": {key: {"username": username, "password": password, "auth": token}}})
+
+
 @dataclass(frozen=True)
 class ImageSource:
     kind: str  # "dir" | "tarball" | "url" | "registry"
@@ -62,6 +80,8 @@ class ImageSource:
     tag: str = "latest"  # registry only
     digest: str | None = None  # registry only: pins the image (the resource version)
     insecure: bool = False  # registry only: plain HTTP / unverified TLS
+    username: str | None = field(default=None, repr=False, compare=False)  # registry only: credentials,
+    password: str | None = field(default=None, repr=False, compare=False)  # given to skopeo in an auth file
 
     @classmethod
     def detect(cls, uri: str) -> ImageSource:
@@ -87,11 +107,15 @@ class ImageSource:
 
     @classmethod
     def registry(
-        cls, repository: str, tag: str = "latest", digest: str | None = None, insecure: bool = False
+        cls, repository: str, tag: str = "latest", digest: str | None = None, insecure: bool = False,
+        username: str | None = None, password: str | None = None,
     ) -> ImageSource:
         if not repository:
             raise RuntimeError_("registry image: source.repository is empty")
-        return cls("registry", repository, tag or "latest", digest, insecure)
+        if (username is None) != (password is None) or username == "":
+            raise RuntimeError_(f"registry image {repository}: source needs both username and password to pull "
+                                "with credentials")
+        return cls("registry", repository, tag or "latest", digest, insecure, username, password)
 
     def display(self) -> str:
         if self.kind == "registry":
@@ -564,6 +588,12 @@ def _skopeo_copy(
     ]
     if source.insecure:
         argv.append("--src-tls-verify=false")
+    if source.username is not None:  # in a 0600 file, never on the command line (ps shows that)
+        authfile = tmp / "auth.json"
+        fd = os.open(authfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(auth_file(registry_host(source.location), source.username, source.password or ""))
+        argv += ["--src-authfile", str(authfile)]
     argv += [f"docker://{ref}", f"oci:{tmp / 'layout'}:image"]
     try:
         r = run(argv, capture_output=True, text=True, timeout=timeout + 10, stdin=subprocess.DEVNULL)

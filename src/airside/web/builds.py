@@ -75,7 +75,7 @@ def create(s: Session, req: BuildCreate, config: dict, now: float, requeue_budge
         runtime = "kubernetes"
         tags.remove(kubernetes_tag)
     b = BuildRow(status=str(BuildStatus.created), config=config, config_text=req.config, tags=tags,
-                 team=req.team, cache_key=req.cache_key, requeue_budget=requeue_budget, created_at=now,
+                 team=req.team, cache_key=req.cache_key, privileged=req.privileged, requeue_budget=requeue_budget, created_at=now,
                  inputs=[], outputs=[], log_offsets={}, next_seq=0, runtime=runtime)
     s.add(b)
     s.flush()
@@ -210,7 +210,7 @@ def assignments(s: Session, worker: str, epoch: str) -> list[Assignment]:
     rows = s.scalars(select(BuildRow).where(BuildRow.worker_name == worker, BuildRow.worker_epoch == epoch,
                                             BuildRow.status.in_(ACTIVE_S)).order_by(BuildRow.id)).all()
     return [Assignment(build_id=b.id, attempt=b.attempt, status=b.status, config=b.config, inputs=b.inputs,
-                       cache_key=b.cache_key, abort=b.abort_requested) for b in rows]
+                       cache_key=b.cache_key, abort=b.abort_requested, privileged=b.privileged) for b in rows]
 
 
 # --- reports from the worker running a build --------------------------------------------------------

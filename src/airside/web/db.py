@@ -91,6 +91,7 @@ class BuildRow(Base):
     tags: Mapped[list] = mapped_column(JSON, default=list)
     team: Mapped[str | None] = mapped_column(String(64), nullable=True)
     cache_key: Mapped[str] = mapped_column(String(128), default="")
+    privileged: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     runtime: Mapped[str] = mapped_column(String(16), default="workers")
     worker_name: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     worker_epoch: Mapped[str | None] = mapped_column(String(64), nullable=True)

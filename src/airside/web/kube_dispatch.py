@@ -93,8 +93,8 @@ class KubeDispatcher:
         try:
             with self.web.sessions() as s:
                 b = builds.get(s, build_id)
-                cfg, inputs = parse_task_config(b.config), list(b.inputs)
-            att = KubeAttempt(self, AttemptNames(build_id, attempt), cfg, inputs)
+                cfg, inputs, tags, privileged = parse_task_config(b.config), list(b.inputs), list(b.tags), b.privileged
+            att = KubeAttempt(self, AttemptNames(build_id, attempt), cfg, inputs, tags, privileged)
             if adopt and (status != BuildStatus.running or self.rt.status(att.handle) == "missing"):
                 with self.web.tx() as s:
                     builds.interrupt(s, builds.get(s, build_id, lock=True),
@@ -140,8 +140,10 @@ class KubeAttempt:
     origin = "web"
     infra_errors: tuple[type[BaseException], ...] = (RuntimeError_, VolumeClientError, OSError)
 
-    def __init__(self, d: KubeDispatcher, names: AttemptNames, cfg: TaskConfig, inputs: list[str]) -> None:
+    def __init__(self, d: KubeDispatcher, names: AttemptNames, cfg: TaskConfig, inputs: list[str],
+                 tags: list[str] | None = None, privileged: bool = False) -> None:
         self.d, self.names, self.cfg, self.inputs = d, names, cfg, inputs
+        self.tags, self.privileged = list(tags or []), privileged
         self.handle = names.handle
         self.web, self.rt = d.web, d.rt
         self.log: structlog.stdlib.BoundLogger = LOG.bind(build=names.build_id, attempt=names.attempt,
@@ -180,7 +182,7 @@ class KubeAttempt:
         spec = KubeTaskSpec.from_task_config(
             self.cfg, handle=self.handle, inputs={name: n.input_volume(name) for name in self.inputs},
             outputs={o.name: n.output_volume(o.name) for o in self.cfg.outputs},
-            build=str(n.build_id), attempt=n.attempt, step="task")
+            build=str(n.build_id), attempt=n.attempt, step="task", tags=self.tags, privileged=self.privileged)
         self.rt.prepare(spec)
         self.rt.start(self.handle)
         self.log.info("job started")

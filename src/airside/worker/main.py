@@ -134,7 +134,8 @@ def run(settings: Settings, work: Work | None = None) -> int:
         raise ConfigError(str(e)) from e
     if not runtime.isolates:
         LOG.warning("THE PROCESS RUNTIME DOES NOT ISOLATE TASKS: they run as this worker's user, on this host")
-    tasks = Tasks(client, volumes.repository, runtime, network=settings.container_network)
+    tasks = Tasks(client, volumes.repository, runtime, network=settings.container_network,
+                  allow_privileged=settings.allow_privileged_tasks)
     work = work or tasks
     beacon = Beacon(client, registration(settings, boot_epoch, volumes.url,
                                                   volumes.repository.driver.name, runtime.name), heartbeat_interval=settings.heartbeat_interval,

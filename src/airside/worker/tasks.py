@@ -132,7 +132,11 @@ class TaskRunner:
             cfg.require_image()
             ir = cfg.image_resource
             if ir is not None:
-                source = images.ImageSource.registry(ir.repository, ir.tag, digest=(ir.version or {}).get("digest"))
+                creds = {k: ir.source[k] for k in ("username", "password") if ir.source.get(k) is not None}
+                if not all(isinstance(v, str) for v in creds.values()):
+                    raise ValueError("image_resource.source.username and password must be strings")
+                source = images.ImageSource.registry(ir.repository, ir.tag, digest=(ir.version or {}).get("digest"),
+                                                     insecure=ir.source.get("insecure") is True, **creds)
             else:
                 source = images.ImageSource.detect(cfg.rootfs_uri or "")
             key = images.image_key(source)
@@ -190,6 +194,9 @@ class TaskRunner:
 
     def start_container(self) -> None:
         cfg, limits = self.cfg, self.cfg.container_limits
+        if self.a.privileged and not self.tasks.allow_privileged:
+            raise AttemptError("privileged tasks are not allowed on this worker: its operator can permit them "
+                               "with allow_privileged_tasks (AIRSIDE_ALLOW_PRIVILEGED_TASKS=true)")
         try:  # without run.path the image's ENTRYPOINT/CMD runs (Concourse 8)
             path, args = cfg.command(*self.image_command)
         except ValueError as e:
@@ -198,7 +205,7 @@ class TaskRunner:
         spec = ContainerSpec(
             handle=self.handle, rootfs=self.rootfs, path=path, args=args,
             env={**self.image_env, **cfg.params_env()}, dir=str(cfg.working_dir()),
-            user=cfg.run.user or self.image_user, mounts=self.mounts,
+            user=cfg.run.user or self.image_user, mounts=self.mounts, privileged=self.a.privileged,
             limits=Limits(cpu_shares=(limits.cpu or None) if limits else None,
                           memory_bytes=(limits.memory or None) if limits else None),
             network=self.tasks.network,
@@ -337,9 +344,13 @@ class TaskRunner:
 class Tasks:
     """The builds this worker runs (the beacon's `Work`), fed by web's assignments."""
 
-    def __init__(self, web: WebClient, repo: Repository, runtime: Runtime, network: str = "loopback") -> None:
+    def __init__(
+        self, web: WebClient, repo: Repository, runtime: Runtime, network: str = "loopback",
+        allow_privileged: bool = False,
+    ) -> None:
         self.web, self.repo, self.runtime = web, repo, runtime
         self.network = network  # ContainerSpec.network of every task container (the container_network setting)
+        self.allow_privileged = allow_privileged  # settings.allow_privileged_tasks
         self.runners: dict[str, TaskRunner] = {}
         self.lock = threading.Lock()
         self._image_locks: dict[str, threading.Lock] = {}

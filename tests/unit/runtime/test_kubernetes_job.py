@@ -134,7 +134,7 @@ def test_pod_shape_follows_inputs_and_outputs() -> None:
     assert [c["name"] for c in full["initContainers"]] == [FETCH, TASK]
     assert [c["name"] for c in full["containers"]] == [UPLOAD]
     task = full["initContainers"][1]
-    assert task["resources"] == {"requests": {"cpu": "500m"}, "limits": {"memory": "1Gi"}}
+    assert task["resources"] == {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}
     assert task["securityContext"] == {"runAsUser": 1000, "runAsGroup": 1000}
     assert task["workingDir"] == "/tmp/build/work/src"
     assert {m["mountPath"] for m in task["volumeMounts"]} == {
@@ -160,8 +160,9 @@ def test_specs_kubernetes_cannot_run_are_refused_with_a_reason() -> None:
     config = load_task_config("platform: linux\nrun: {path: x}\n")
     with pytest.raises(RuntimeError_, match="image_resource"):
         KubeTaskSpec.from_task_config(config, handle="h", inputs={})
-    with pytest.raises(RuntimeError_, match="privileged"):
-        KubeTaskSpec.from_container_spec(ContainerSpec(handle="h", rootfs=None, path="x", privileged=True))
+    with pytest.raises(RuntimeError_, match="allow_privileged_tasks"):
+        build_job(KubeTaskSpec.from_container_spec(ContainerSpec(handle="h", rootfs=None, path="x", image="busybox",
+                                                                 privileged=True)), _settings())
 
 
 def test_run_path_omitted_runs_the_image_entrypoint_as_a_job() -> None:
@@ -204,7 +205,7 @@ def test_container_spec_mounts_are_artifact_volumes() -> None:
     assert spec.inputs == [KubeVolume("in-1", "/w/in", "in-1")]
     assert spec.outputs == [KubeVolume("out-1", "/w/out", "out-1")]
     assert build_job(spec, _settings())["spec"]["template"]["spec"]["initContainers"][1]["resources"] == {
-        "requests": {"cpu": "1000m"}, "limits": {"memory": "64Mi"}}
+        "requests": {"cpu": "1000m", "memory": "64Mi"}, "limits": {"memory": "64Mi"}}
 
 
 def test_job_names_are_dns_labels() -> None:

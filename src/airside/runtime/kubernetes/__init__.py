@@ -11,7 +11,7 @@ Modules
     names     the names of Jobs, Secrets and containers, labels and annotations, `output_handle` (pure)
     spec      `KubeTaskSpec` / `KubeVolume`: the task as Kubernetes sees it, from a task config or a
               `ContainerSpec`; `TaskConfigLike`, what is read of a task config (pure)
-    job       `build_job`, `build_secret`, `needs_secret`: the manifests (pure)
+    job       `build_job`, `build_secret`, `needs_secret`, `build_pull_secret`: the manifests (pure)
     verdict   `Verdict` (the watchdog's reading of a Job) and `InfraFailure` (the error `wait` raises)
     watchdog  `classify`: Job, pods and events → `Verdict` (pure)
     client    the Kubernetes API: `load_api_client`, `start_job`, `stop_job`, `Cluster` (reads, watch,
@@ -27,14 +27,15 @@ How web calls it
     spec = KubeTaskSpec.from_task_config(config, handle="b42-a1-unit", build="42", attempt=1,
                                          step="unit", inputs={"src": "vol-src-42"})
     rt.prepare(spec)            # validates and builds the manifest; creates nothing
-    rt.start(spec.handle)       # creates the Secret (artifact-store token, if any) and the Job
+    rt.start(spec.handle)       # creates the Secrets (artifact-store token, image pull credentials, if any)
+                                # and the Job, which then owns them
     for chunk in rt.logs(spec.handle): ...           # the task container's output (pod log API)
     try:
         status = rt.wait(spec.handle)                # ExitStatus(code, reason): the task's own result
     except InfraFailure as e:                        # the infrastructure failed the task
         e.kind, e.reason, e.requeue                  # requeue=True: evicted / node lost → queue again
     finally:
-        rt.destroy(spec.handle)                      # Job + pods + Secret; idempotent
+        rt.destroy(spec.handle)                      # Job + pods + Secrets; idempotent
 
 `prepare` also accepts a plain `ContainerSpec` (see `KubeTaskSpec.from_container_spec`): `image` is the
 image reference, and each `Mount.source` is read as an artifact-store volume *handle* (only its name
@@ -121,9 +122,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .job import build_job, build_secret, needs_secret
-from .names import FETCH, TASK, UPLOAD, job_name, output_handle, secret_name
-from .spec import KubeTaskSpec, KubeVolume, TaskConfigLike
+from .job import build_job, build_pull_secret, build_secret, needs_secret
+from .names import FETCH, TASK, UPLOAD, job_name, output_handle, pull_secret_name, secret_name
+from .spec import KubeTaskSpec, KubeVolume, PullCredentials, TaskConfigLike
 from .verdict import InfraFailure, Verdict
 from .watchdog import classify
 
@@ -132,9 +133,9 @@ if TYPE_CHECKING:
     from .runtime import KubernetesRuntime
 
 __all__ = [
-    "FETCH", "TASK", "UPLOAD", "InfraFailure", "KubeTaskSpec", "KubeVolume", "KubernetesRuntime", "TaskConfigLike",
-    "Verdict", "build_job", "build_secret", "classify", "job_name", "load_api_client", "needs_secret",
-    "output_handle", "secret_name", "start_job", "stop_job",
+    "FETCH", "TASK", "UPLOAD", "InfraFailure", "KubeTaskSpec", "KubeVolume", "KubernetesRuntime", "PullCredentials",
+    "TaskConfigLike", "Verdict", "build_job", "build_pull_secret", "build_secret", "classify", "job_name",
+    "load_api_client", "needs_secret", "output_handle", "pull_secret_name", "secret_name", "start_job", "stop_job",
 ]  # fmt: skip
 
 # The names whose modules import the `kubernetes` client: loaded on first use, not with this package.

@@ -4,7 +4,7 @@ built.
 
 * `load_api_client` makes an `ApiClient` from a kubeconfig, the in-cluster service account or the
   default kubeconfig.
-* `start_job` / `stop_job` create a task's Secret and Job (the Job then owning the Secret) and delete
+* `start_job` / `stop_job` create a task's Secrets and Job (the Job then owning the Secrets) and delete
   them again, with its pods.
 * `Cluster` is one namespace of one cluster: it reads Jobs, pods and events (as plain dicts, camelCase
   keys, as the API server sends them), watches a Job's pods, deletes pods and opens a container's log
@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import cast
 
@@ -63,30 +63,36 @@ def load_api_client(kubeconfig: str | None = None) -> ApiClient:
                             "(set kubernetes_kubeconfig / AIRSIDE_KUBERNETES_KUBECONFIG)") from e
 
 
-def start_job(api_client: ApiClient, job: Manifest, secret: Manifest | None = None) -> Manifest:
-    """Creates the Secret (if any; an existing one is replaced), the Job, then makes the Job the Secret's
-    owner. Returns the created Job as a dict. On failure nothing is left behind."""
+def start_job(api_client: ApiClient, job: Manifest, secrets: Sequence[Manifest] = ()) -> Manifest:
+    """Creates the Secrets (an existing one is replaced: the artifact token's, the image pull credentials'),
+    the Job, then makes the Job each Secret's owner (so they go with it). Returns the created Job as a dict.
+    On failure nothing is left behind. A Secret's content is never logged or put in an error."""
     core, batch = CoreV1Api(api_client), BatchV1Api(api_client)
     ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
-    if secret is not None:
-        _create_secret(core, ns, secret)
+    names = [sec["metadata"]["name"] for sec in secrets]
+    made: list[str] = []
     try:
+        for sec in secrets:
+            _create_secret(core, ns, sec)
+            made.append(sec["metadata"]["name"])
         # The generated client names its model classes as bodies, but sends a plain dict as it is, which
         # keeps the manifest exactly as built (and as its golden files show it).
         created = batch.create_namespaced_job(ns, job)  # type: ignore[arg-type]
-    except ApiException as e:
-        if secret is not None:
-            _delete(core.delete_namespaced_secret, secret["metadata"]["name"], ns)
+    except (ApiException, ApiError) as e:
+        for secret in made:
+            _delete(core.delete_namespaced_secret, secret, ns)
+        if isinstance(e, ApiError):
+            raise
         if e.status == 409:
             raise RuntimeError_(f"Job {ns}/{name} already exists (handle used twice? destroy it first)") from None
         raise _api_error(e, f"creating Job {ns}/{name}") from None
-    if secret is not None:
-        owner = {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": created.metadata and created.metadata.uid}
+    owner = {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": created.metadata and created.metadata.uid}
+    for secret in names:
         try:
-            core.patch_namespaced_secret(secret["metadata"]["name"], ns, {"metadata": {"ownerReferences": [owner]}})
+            core.patch_namespaced_secret(secret, ns, {"metadata": {"ownerReferences": [owner]}})
         except ApiException as e:
-            stop_job(api_client, ns, name, secret["metadata"]["name"])
-            raise _api_error(e, f"setting the owner of Secret {ns}/{secret['metadata']['name']}") from None
+            stop_job(api_client, ns, name, names)
+            raise _api_error(e, f"setting the owner of Secret {ns}/{secret}") from None
     result: Manifest = api_client.sanitize_for_serialization(created)
     return result
 
@@ -101,9 +107,9 @@ def _create_secret(core: CoreV1Api, ns: str, secret: Manifest) -> None:
         core.replace_namespaced_secret(name, ns, secret)  # type: ignore[arg-type]  # a plain dict body
 
 
-def stop_job(api_client: ApiClient, namespace: str, name: str, secret: str | None = None,
+def stop_job(api_client: ApiClient, namespace: str, name: str, secrets: Sequence[str] = (),
              grace_seconds: int | None = None) -> None:
-    """Deletes the Job (propagationPolicy Background), its pods and the Secret. A missing object is
+    """Deletes the Job (propagationPolicy Background), its pods and the Secrets. A missing object is
     success; safe to call any number of times."""
     core, batch = CoreV1Api(api_client), BatchV1Api(api_client)
     try:
@@ -113,7 +119,7 @@ def stop_job(api_client: ApiClient, namespace: str, name: str, secret: str | Non
         for p in pods:
             _delete(core.delete_namespaced_pod, (p.metadata and p.metadata.name) or "", namespace,
                     grace_period_seconds=grace_seconds)
-        if secret:
+        for secret in secrets:
             _delete(core.delete_namespaced_secret, secret, namespace)
     except ApiException as e:
         raise _api_error(e, f"deleting Job {namespace}/{name}") from None
@@ -126,13 +132,23 @@ class Cluster:
         self.api, self.namespace = api, namespace
         self.core, self.batch = CoreV1Api(api), BatchV1Api(api)
 
-    def start(self, job: Manifest, secret: Manifest | None) -> Manifest:
+    def start(self, job: Manifest, secrets: Sequence[Manifest] = ()) -> Manifest:
         """`start_job` in this cluster (the manifests name their namespace)."""
-        return start_job(self.api, job, secret)
+        return start_job(self.api, job, secrets)
 
-    def stop(self, job: str, secret: str | None, grace_seconds: int | None = None) -> None:
+    def stop(self, job: str, secrets: Sequence[str] = (), grace_seconds: int | None = None) -> None:
         """`stop_job` in this namespace."""
-        stop_job(self.api, self.namespace, job, secret, grace_seconds)
+        stop_job(self.api, self.namespace, job, secrets, grace_seconds)
+
+    def read_secret(self, name: str) -> Manifest | None:
+        """The Secret's metadata and type (never its data), or None when there is none."""
+        try:
+            sec = self._plain(self.core.read_namespaced_secret(name, self.namespace))
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise _api_error(e, f"reading Secret {self.namespace}/{name}") from None
+        return {k: v for k, v in sec.items() if k not in ("data", "stringData")}
 
     def read_job(self, name: str) -> Manifest | None:
         """The Job, or None when there is none."""

@@ -1,8 +1,15 @@
 """The Kubernetes objects of a task, built from a `KubeTaskSpec` and the settings (pure: no I/O).
 
 `build_job` gives the `batch/v1` Job (see the package docstring for the pod's shape), `build_secret` the
-Secret holding the artifact-store token of its airside steps, and `needs_secret` tells from a Job whether
-it has such steps. Each part of the Job has a builder of its own below: the metadata, the volumes and
+Secret holding the artifact-store token of its airside steps, `needs_secret` tells from a Job whether
+it has such steps, and `build_pull_secret` the image pull Secret made of the image's registry credentials.
+
+Resources (`_resources`): CPU shares (container_limits.cpu, else settings.kubernetes_default_cpu_shares)
+request shares/1024 cores, and a CPU limit of kubernetes_cpu_limit_ratio × that request when the ratio is
+set; memory (container_limits.memory, else kubernetes_default_memory_mib) is both request and limit.
+Placement (`_placement`): kubernetes_node_selector and kubernetes_tolerations for every task, plus each build
+tag's entry in kubernetes_tag_placement (a tag without one, two tags giving one node label different values,
+or two tags with an affinity each are refused). Each part of the Job has a builder of its own below: the metadata, the volumes and
 mounts, the task container, the airside step containers, the pod spec and the Job spec.
 """
 
@@ -15,6 +22,7 @@ from dataclasses import dataclass, field
 
 from airside.config import Settings
 from airside.runtime.base import RuntimeError_
+from airside.runtime.images import auth_file
 
 from .names import (
     ANNOTATION_HANDLE,
@@ -30,17 +38,18 @@ from .names import (
     Manifest,
     job_name,
     label_value,
+    pull_secret_name,
     secret_name,
 )
 from .spec import KubeTaskSpec
 
-__all__ = ["build_job", "build_secret", "needs_secret"]
+__all__ = ["build_job", "build_pull_secret", "build_secret", "needs_secret"]
 
 def build_job(spec: KubeTaskSpec, settings: Settings) -> Manifest:
     """The `batch/v1` Job manifest for a task (pure: no I/O). Raises `RuntimeError_` on a spec that cannot
     run on Kubernetes (e.g. a named run.user) or settings that cannot serve it (no artifact URL for a task
     with inputs or outputs). The result shares no sub-object between its parts."""
-    _check(spec)
+    _check(spec, settings)
     url = _artifact_url(spec, settings)
     mounts = _mounts(spec)
     init, containers = _containers(spec, settings, url, mounts)
@@ -48,8 +57,23 @@ def build_job(spec: KubeTaskSpec, settings: Settings) -> Manifest:
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": job_name(spec.handle), "namespace": settings.kubernetes_namespace,
                      "labels": _labels(spec), "annotations": _annotations(spec)},
-        "spec": _job_spec(spec, settings, _pod_spec(settings, init, containers, mounts.volumes)),
+        "spec": _job_spec(spec, settings, _pod_spec(spec, settings, init, containers, mounts.volumes)),
     })
+
+
+def build_pull_secret(spec: KubeTaskSpec, settings: Settings) -> Manifest | None:
+    """The `kubernetes.io/dockerconfigjson` Secret of the task image's registry credentials (None without
+    credentials); the Job lists it in imagePullSecrets and, once created, owns it."""
+    creds = spec.pull_credentials
+    if creds is None:
+        return None
+    return {
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": pull_secret_name(spec.handle), "namespace": settings.kubernetes_namespace,
+                     "labels": {MANAGED_BY: "airside", LABEL_BUILD: label_value(spec.build)},
+                     "annotations": {ANNOTATION_HANDLE: spec.handle}},
+        "stringData": {".dockerconfigjson": auth_file(creds.registry, creds.username, creds.password)},
+    }
 
 
 def build_secret(spec: KubeTaskSpec, settings: Settings, token: str) -> Manifest:
@@ -72,10 +96,14 @@ def needs_secret(job: Manifest) -> bool:
 # --------------------------------------------------------------------------- checks
 
 
-def _check(spec: KubeTaskSpec) -> None:
+def _check(spec: KubeTaskSpec, settings: Settings) -> None:
     def bad(msg: str) -> RuntimeError_:
         return RuntimeError_(f"task {spec.step or spec.handle!r}: {msg}")
 
+    if spec.privileged and not settings.allow_privileged_tasks:
+        raise bad("privileged tasks are not allowed by this deployment: its operator can permit them with "
+                  "allow_privileged_tasks (AIRSIDE_ALLOW_PRIVILEGED_TASKS=true; the pod runs with "
+                  "securityContext.privileged)")
     if not spec.handle:
         raise bad("empty handle")
     if not spec.image:
@@ -164,7 +192,7 @@ def _containers(spec: KubeTaskSpec, settings: Settings, url: str, mounts: _Mount
                 ) -> tuple[list[Manifest], list[Manifest]]:
     """The pod's init containers and containers: [fetch-inputs], task, [upload-outputs] in this order,
     the last of them being the one (main) container."""
-    task = _task_container(spec, mounts.task)
+    task = _task_container(spec, settings, mounts.task)
     init: list[Manifest] = []
     if spec.inputs:
         init.append(_step_container(FETCH, _fetch_command(spec, url), mounts.inputs, spec, settings))
@@ -173,7 +201,7 @@ def _containers(spec: KubeTaskSpec, settings: Settings, url: str, mounts: _Mount
     return [*init, task], [_step_container(UPLOAD, _upload_command(spec, url), mounts.outputs, spec, settings)]
 
 
-def _task_container(spec: KubeTaskSpec, mounts: list[Manifest]) -> Manifest:
+def _task_container(spec: KubeTaskSpec, settings: Settings, mounts: list[Manifest]) -> Manifest:
     task: Manifest = {"name": TASK, "image": spec.image}
     if spec.path:  # else the image's ENTRYPOINT/CMD runs (Concourse 8, run.path omitted)
         task["command"] = [spec.path]
@@ -182,23 +210,31 @@ def _task_container(spec: KubeTaskSpec, mounts: list[Manifest]) -> Manifest:
     task["workingDir"] = spec.dir
     if spec.env:
         task["env"] = [{"name": k, "value": v} for k, v in spec.env.items()]
-    resources = _resources(spec)
+    resources = _resources(spec, settings)
     if resources:
         task["resources"] = resources
     if mounts:
         task["volumeMounts"] = mounts
-    if spec.user:
-        task["securityContext"] = _user(spec.user)
+    security: Manifest = {**_user(spec.user), **({"privileged": True} if spec.privileged else {})}
+    if security:
+        task["securityContext"] = security
     return task
 
 
-def _resources(spec: KubeTaskSpec) -> dict[str, dict[str, str]]:
-    resources: dict[str, dict[str, str]] = {}
-    if spec.limits.cpu_shares:
-        resources["requests"] = {"cpu": _cpu(spec.limits.cpu_shares)}
-    if spec.limits.memory_bytes:
-        resources["limits"] = {"memory": _quantity(spec.limits.memory_bytes)}
-    return resources
+def _resources(spec: KubeTaskSpec, settings: Settings) -> dict[str, dict[str, str]]:
+    """The task container's requests and limits by the module's rule (see the docstring)."""
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    shares = spec.limits.cpu_shares or settings.kubernetes_default_cpu_shares
+    if shares:
+        millicores = _millicores(shares)
+        requests["cpu"] = f"{millicores}m"
+        if settings.kubernetes_cpu_limit_ratio:
+            limits["cpu"] = f"{max(1, round(millicores * settings.kubernetes_cpu_limit_ratio))}m"
+    memory = spec.limits.memory_bytes or settings.kubernetes_default_memory_mib << 20
+    if memory:
+        requests["memory"] = limits["memory"] = _quantity(memory)
+    return {k: v for k, v in (("requests", requests), ("limits", limits)) if v}
 
 
 def _step_container(name: str, command: list[str], mounts: list[Manifest], spec: KubeTaskSpec,
@@ -238,23 +274,62 @@ def _upload_command(spec: KubeTaskSpec, url: str) -> list[str]:
 # --------------------------------------------------------------------------- pod and Job specs
 
 
-def _pod_spec(settings: Settings, init: list[Manifest], containers: list[Manifest],
+def _pod_spec(spec: KubeTaskSpec, settings: Settings, init: list[Manifest], containers: list[Manifest],
               volumes: list[Manifest]) -> Manifest:
     pod: Manifest = {"restartPolicy": "Never", "automountServiceAccountToken": False, "enableServiceLinks": False}
     if settings.kubernetes_service_account:
         pod["serviceAccountName"] = settings.kubernetes_service_account
-    if settings.kubernetes_node_selector:
-        pod["nodeSelector"] = dict(settings.kubernetes_node_selector)
-    if settings.kubernetes_tolerations:
-        pod["tolerations"] = [dict(t) for t in settings.kubernetes_tolerations]
-    if settings.kubernetes_image_pull_secrets:
-        pod["imagePullSecrets"] = [{"name": s} for s in settings.kubernetes_image_pull_secrets]
+    pod.update(_placement(spec, settings))
+    if settings.kubernetes_priority_class_name:
+        pod["priorityClassName"] = settings.kubernetes_priority_class_name
+    if settings.kubernetes_runtime_class_name:
+        pod["runtimeClassName"] = settings.kubernetes_runtime_class_name
+    pulls = list(settings.kubernetes_image_pull_secrets)
+    if spec.pull_credentials is not None:
+        pulls.append(pull_secret_name(spec.handle))
+    if pulls:
+        pod["imagePullSecrets"] = [{"name": s} for s in pulls]
     if init:
         pod["initContainers"] = init
     pod["containers"] = containers
     if volumes:
         pod["volumes"] = volumes
     return pod
+
+
+def _placement(spec: KubeTaskSpec, settings: Settings) -> Manifest:
+    """nodeSelector, tolerations and affinity of the pod: the settings' defaults plus each build tag's
+    entry in kubernetes_tag_placement. Raises `RuntimeError_` for a tag without an entry, a node label two
+    sources set differently, or more than one affinity."""
+    selector: dict[str, str] = dict(settings.kubernetes_node_selector)
+    origin = dict.fromkeys(selector, "kubernetes_node_selector")
+    tolerations = [dict(t) for t in settings.kubernetes_tolerations]
+    affinity: tuple[str, Manifest] | None = None
+    for tag in spec.tags:
+        entry = settings.kubernetes_tag_placement.get(tag)
+        if entry is None:
+            known = ", ".join(sorted(settings.kubernetes_tag_placement)) or "none"
+            raise RuntimeError_(f"build tag {tag!r} has no placement on Kubernetes: add it to "
+                                f"kubernetes_tag_placement (AIRSIDE_KUBERNETES_TAG_PLACEMENT; tags there: {known})")
+        for key, value in (entry.get("nodeSelector") or {}).items():
+            if key in selector and selector[key] != str(value):
+                raise RuntimeError_(f"build tag {tag!r} sets node label {key}={value} but {origin[key]} sets "
+                                    f"{key}={selector[key]}: a pod cannot have both")
+            selector[key], origin[key] = str(value), f"tag {tag!r}"
+        tolerations += [dict(t) for t in entry.get("tolerations") or []]
+        if entry.get("affinity"):
+            if affinity is not None:
+                raise RuntimeError_(f"build tags {affinity[0]!r} and {tag!r} both set an affinity in "
+                                    "kubernetes_tag_placement; give one tag the combined affinity")
+            affinity = (tag, dict(entry["affinity"]))
+    out: Manifest = {}
+    if selector:
+        out["nodeSelector"] = selector
+    if tolerations:
+        out["tolerations"] = tolerations
+    if affinity is not None:
+        out["affinity"] = affinity[1]
+    return out
 
 
 def _job_spec(spec: KubeTaskSpec, settings: Settings, pod: Manifest) -> Manifest:
@@ -270,8 +345,9 @@ def _job_spec(spec: KubeTaskSpec, settings: Settings, pod: Manifest) -> Manifest
 # --------------------------------------------------------------------------- values
 
 
-def _cpu(shares: int) -> str:
-    return f"{max(1, shares * 1000 // 1024)}m"
+def _millicores(shares: int) -> int:
+    """CPU shares as a request: 1024 shares are one core (1000m), never less than 1m."""
+    return max(1, shares * 1000 // 1024)
 
 
 def _quantity(n: int) -> str:

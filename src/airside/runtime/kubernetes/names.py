@@ -18,7 +18,7 @@ from airside.runtime.attempt import output_volume
 __all__ = [
     "ANNOTATION_HANDLE", "ANNOTATION_STEP", "FETCH", "JOB_NAME_LABEL", "LABEL_ATTEMPT", "LABEL_BUILD",
     "LABEL_STEP", "MANAGED_BY", "TASK", "TOKEN_ENV", "UPLOAD", "Manifest",
-    "job_name", "label_value", "output_handle", "secret_name",
+    "job_name", "label_value", "output_handle", "pull_secret_name", "secret_name",
 ]  # fmt: skip
 
 Manifest = dict[str, Any]  # a Kubernetes object as plain JSON data (camelCase keys, as the API server sends it)
@@ -50,6 +50,11 @@ def job_name(handle: str) -> str:
 def secret_name(handle: str) -> str:
     """The name of the Secret holding a task's artifact-store token."""
     return f"{job_name(handle)}-artifacts"
+
+
+def pull_secret_name(handle: str) -> str:
+    """The name of the Secret holding a task's image pull credentials (image_resource.source.username/password)."""
+    return f"{job_name(handle)}-pull"
 
 
 def label_value(value: str) -> str:

@@ -14,8 +14,8 @@ from airside.core import log as logging
 from airside.runtime.base import ContainerSpec, ExitStatus, LogChunk, Runtime, RuntimeError_
 
 from .client import ApiClient, ApiError, Cluster, LogStream, load_api_client
-from .job import build_job, build_secret, needs_secret
-from .names import ANNOTATION_HANDLE, MANAGED_BY, TASK, Manifest, job_name, secret_name
+from .job import build_job, build_pull_secret, build_secret, needs_secret
+from .names import ANNOTATION_HANDLE, MANAGED_BY, TASK, Manifest, job_name, pull_secret_name, secret_name
 from .spec import KubeTaskSpec
 from .verdict import InfraFailure, Verdict
 from .watchdog import classify, container_state, event_sources, is_true, wants_events
@@ -80,8 +80,11 @@ class KubernetesRuntime(Runtime):
             if handle not in self._prepared:
                 raise RuntimeError_(f"task {handle!r} was not prepared by this process: call prepare() first")
             spec, manifest = self._prepared[handle]
-        secret = build_secret(spec, self.settings, self.artifact_token or "") if needs_secret(manifest) else None
-        self.cluster.start(manifest, secret)
+        secrets = [build_secret(spec, self.settings, self.artifact_token or "")] if needs_secret(manifest) else []
+        pull = build_pull_secret(spec, self.settings)
+        if pull is not None:
+            secrets.append(pull)
+        self.cluster.start(manifest, secrets)
         log.info("job created", handle=handle, job=manifest["metadata"]["name"], namespace=self.namespace)
         with self._lock:
             self._prepared.pop(handle, None)
@@ -235,7 +238,7 @@ class KubernetesRuntime(Runtime):
 
     # --- stopping ---------------------------------------------------------------------------------------
     def _stop(self, handle: str, grace_seconds: int | None = None) -> None:
-        self.cluster.stop(job_name(handle), secret_name(handle), grace_seconds)
+        self.cluster.stop(job_name(handle), [secret_name(handle), pull_secret_name(handle)], grace_seconds)
 
     def signal(self, handle: str, sig: int) -> None:
         if sig not in (_signal.SIGTERM, _signal.SIGKILL):

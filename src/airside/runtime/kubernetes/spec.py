@@ -17,10 +17,11 @@ from typing import Protocol
 
 from airside.core.layout import DEFAULT_WORK_DIR
 from airside.runtime.base import ContainerSpec, Limits, RuntimeError_
+from airside.runtime.images import registry_host
 
 from .names import output_handle
 
-__all__ = ["KubeTaskSpec", "KubeVolume", "TaskConfigLike"]
+__all__ = ["KubeTaskSpec", "KubeVolume", "PullCredentials", "TaskConfigLike"]
 
 
 # --------------------------------------------------------------------------- what is read of a task config
@@ -29,6 +30,8 @@ __all__ = ["KubeTaskSpec", "KubeVolume", "TaskConfigLike"]
 class _Image(Protocol):
     @property
     def reference(self) -> str: ...  # "repository:tag" or "repository@digest"
+    @property
+    def source(self) -> Mapping[str, object]: ...  # image_resource.source (username/password: pull credentials)
     def unsupported(self) -> str | None: ...  # why the image cannot be had (a resource type not fetched)
 
 
@@ -66,6 +69,8 @@ class TaskConfigLike(Protocol):
     @property
     def image_resource(self) -> _Image | None: ...
     @property
+    def rootfs_uri(self) -> str | None: ...
+    @property
     def inputs(self) -> Sequence[_Input]: ...
     @property
     def outputs(self) -> Sequence[_Output]: ...
@@ -91,6 +96,16 @@ class KubeVolume:
 
 
 @dataclass(frozen=True)
+class PullCredentials:
+    """Registry credentials of a task's image (image_resource.source.username/password): the Job's image
+    pull Secret is made of them. Never printed: the password is left out of `repr`."""
+
+    registry: str  # the registry host the image is pulled from ("docker.io" for Docker Hub)
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class KubeTaskSpec:
     handle: str
     image: str  # image reference, e.g. "busybox:1.36" or "repo@sha256:…"
@@ -109,6 +124,9 @@ class KubeTaskSpec:
     annotations: dict[str, str] = field(default_factory=dict)
     timeout: float | None = None  # overrides settings.kubernetes_task_timeout
     output_ttl: float = 0.0  # TTL of the output volumes in the artifact store (0: none)
+    tags: list[str] = field(default_factory=list)  # the build's tags: placement by settings.kubernetes_tag_placement
+    privileged: bool = False  # securityContext.privileged, if settings.allow_privileged_tasks permits it
+    pull_credentials: PullCredentials | None = None  # a per-Job image pull Secret is made of them
 
     @classmethod
     def from_task_config(
@@ -116,15 +134,17 @@ class KubeTaskSpec:
         outputs: Mapping[str, str] | None = None, build: str = "", attempt: int = 1, step: str = "",
         image: str | None = None, env: Mapping[str, str] | None = None,
         work_dir: str | PurePosixPath = DEFAULT_WORK_DIR, timeout: float | None = None, output_ttl: float = 0.0,
-        annotations: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None, tags: Sequence[str] = (), privileged: bool = False,
     ) -> KubeTaskSpec:
         """From a task config (an `airside.task.TaskConfig`, read through `TaskConfigLike`).
 
         `inputs` maps input name → artifact-store volume handle (an optional input left out is not
         mounted); `outputs` maps output name → the handle to create (default `output_handle(handle, name)`);
-        `image` overrides `image_resource.reference` (a step's `image:`); `env` is added to the params.
-        Raises `RuntimeError_` when there is no image, its resource type is not fetched, a required input has no
-        volume, or run.args is given without run.path (which Kubernetes cannot express)."""
+        `image` overrides `image_resource.reference` (a step's `image:`); `env` is added to the params;
+        `image_resource.source.username`/`password` become `pull_credentials` (not with `image`).
+        Raises `RuntimeError_` when there is no image (a rootfs_uri is refused: Jobs need image_resource), its
+        resource type is not fetched, a required input has no volume, or run.args is given without run.path
+        (which Kubernetes cannot express)."""
         task = step or handle
         if not config.run.path and config.run.args:
             # Concourse appends run.args to the image's ENTRYPOINT and CMD; a container's `args` replace the CMD
@@ -138,7 +158,8 @@ class KubeTaskSpec:
             inputs=_inputs(config, inputs, work_dir, task), outputs=_outputs(config, handle, outputs or {}, work_dir),
             caches=[str(p) for p in config.cache_paths(work_dir)], limits=_limits(config.container_limits),
             build=build, attempt=attempt, step=step, timeout=timeout, output_ttl=output_ttl,
-            annotations=dict(annotations or {}),
+            annotations=dict(annotations or {}), tags=list(tags), privileged=privileged,
+            pull_credentials=_credentials(config, task) if image is None else None,
         )
 
     @classmethod
@@ -148,18 +169,21 @@ class KubeTaskSpec:
     ) -> KubeTaskSpec:
         """From the generic `ContainerSpec`: `image` is the reference; each mount's `source.name` is an
         artifact-store handle, read-only mounts are inputs, writable ones outputs; the keywords set the
-        fields a `ContainerSpec` does not have. Raises `RuntimeError_` for a privileged container."""
+        fields a `ContainerSpec` does not have. A privileged container is refused by `build_job` unless
+        settings.allow_privileged_tasks."""
         ins = [KubeVolume(m.source.name, m.destination, m.source.name) for m in spec.mounts if m.read_only]
         outs = [KubeVolume(m.source.name, m.destination, m.source.name) for m in spec.mounts if not m.read_only]
-        if spec.privileged:
-            raise RuntimeError_(f"container {spec.handle!r}: privileged tasks are not supported by the kubernetes runtime")
-        return cls(handle=spec.handle, image=spec.image, path=spec.path, args=list(spec.args), env=dict(spec.env),
+        return cls(privileged=spec.privileged, handle=spec.handle, image=spec.image, path=spec.path, args=list(spec.args), env=dict(spec.env),
                    dir=spec.dir or "/", user=spec.user, inputs=ins, outputs=outs, limits=spec.limits,
                    caches=list(caches), build=build, attempt=attempt, step=step, annotations=dict(annotations or {}),
                    timeout=timeout, output_ttl=output_ttl)
 
 
 def _image(config: TaskConfigLike, task: str) -> str:
+    if config.image_resource is None and config.rootfs_uri:
+        raise RuntimeError_(f"task {task!r}: rootfs_uri is not supported by the kubernetes runtime (a pod's "
+                            "image must be a registry reference the kubelet pulls); use image_resource "
+                            "(type: registry-image, source.repository) instead, or run the task on a worker")
     if config.image_resource is None:
         raise RuntimeError_(f"task {task!r}: no image_resource; the kubernetes runtime needs an "
                             "image reference (give image_resource in the task config or the step's image)")
@@ -167,6 +191,20 @@ def _image(config: TaskConfigLike, task: str) -> str:
     if reason is not None:
         raise RuntimeError_(f"task {task!r}: image unavailable: {reason}")
     return config.image_resource.reference
+
+
+def _credentials(config: TaskConfigLike, task: str) -> PullCredentials | None:
+    """`image_resource.source.username`/`password` as the image's pull credentials (None without them)."""
+    ir = config.image_resource
+    if ir is None:
+        return None
+    username, password = ir.source.get("username"), ir.source.get("password")
+    if username is None and password is None:
+        return None
+    if not isinstance(username, str) or not isinstance(password, str) or not username:
+        raise RuntimeError_(f"task {task!r}: image_resource.source needs both username and password as strings "
+                            "to pull with credentials")
+    return PullCredentials(registry_host(ir.reference), username, password)
 
 
 def _inputs(config: TaskConfigLike, handles: Mapping[str, str], work_dir: str | PurePosixPath,
