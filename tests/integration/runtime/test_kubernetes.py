@@ -45,8 +45,10 @@ from airside.runtime.kubernetes import (  # noqa: E402
     KubernetesRuntime,
     KubeTaskSpec,
     KubeVolume,
+    PullCredentials,
     job_name,
     load_api_client,
+    pull_secret_name,
     secret_name,
 )
 from tests.procs import wait_for  # noqa: E402
@@ -133,11 +135,9 @@ def _gone(rt: KubernetesRuntime, handle: str, timeout: float = 60) -> None:
             left.append("job")
         if rt._pods(job_name(handle))[0]:
             left.append("pods")
-        try:
-            rt.core.read_namespaced_secret(secret_name(handle), rt.namespace)
-            left.append("secret")
-        except kubernetes.client.exceptions.ApiException as e:
-            assert e.status == 404
+        for name in (secret_name(handle), pull_secret_name(handle)):
+            if rt.cluster.read_secret(name) is not None:
+                left.append(f"secret {name}")
         if not left:
             return
         time.sleep(0.5)
@@ -239,6 +239,34 @@ def test_secret_and_job_are_cleaned_up_when_a_step_cannot_start(runtime: Kuberne
         with pytest.raises(InfraFailure) as e:
             rt.wait(spec.handle, timeout=120)
         assert e.value.kind == "ImagePull" and "airside.invalid/x:1" in e.value.reason
+    finally:
+        rt.destroy(spec.handle)
+    _gone(rt, spec.handle)
+
+
+def test_pull_secret_lives_with_its_job_and_privileged_runs_privileged(runtime: KubernetesRuntime,
+                                                                       shell_image: str) -> None:
+    """Registry credentials become a dockerconfigjson Secret the Job owns (issue 16 item 3): there while the
+    Job is, gone with it even when only the Job is deleted (Kubernetes' garbage collector, by the owner
+    reference). The same Job runs privileged, as allow_privileged_tasks permits (item 7). The nodes cannot
+    reach a registry of this host, so the image is one they hold; the Secret is listed, not pulled with."""
+    rt = KubernetesRuntime(settings=runtime.settings.model_copy(update={"allow_privileged_tasks": True}),
+                           api_client=runtime.api, poll_interval=2)
+    spec = _spec(shell_image, "grep CapEff /proc/self/status", privileged=True,
+                 pull_credentials=PullCredentials("registry.example.com", "robot", "pw-never-logged"))
+    try:
+        status, logs = _run(rt, spec)
+        secret = rt.cluster.read_secret(pull_secret_name(spec.handle))
+        assert secret is not None and secret["type"] == "kubernetes.io/dockerconfigjson"
+        assert [o["name"] for o in secret["metadata"]["ownerReferences"]] == [job_name(spec.handle)]
+        pod = rt._pods(job_name(spec.handle))[0][0]
+        assert {"name": pull_secret_name(spec.handle)} in pod["spec"]["imagePullSecrets"]
+        assert status is not None and status.code == 0, (status, logs)
+        cap_eff = int(logs.split(b"CapEff:")[1].split()[0], 16)
+        assert cap_eff & (1 << 21), logs  # CAP_SYS_ADMIN: only a privileged container has it
+        rt.batch.delete_namespaced_job(job_name(spec.handle), rt.namespace, propagation_policy="Background")
+        wait_for(lambda: rt.cluster.read_secret(pull_secret_name(spec.handle)) is None, 60,
+                 "the pull Secret going with its Job (owner reference)")
     finally:
         rt.destroy(spec.handle)
     _gone(rt, spec.handle)
