@@ -256,6 +256,11 @@ airside.web wins, else what the chart manages (if anything), else nothing (binar
 - name: AIRSIDE_CACHE_TTL
   value: {{ (toString $v) | quote }}
 {{- end }}
+{{- $v := index $s "allow_privileged_tasks" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_ALLOW_PRIVILEGED_TASKS
+  value: {{ (ternary "true" "false" $v) | quote }}
+{{- end }}
 {{- $v := index $s "runtime" }}
 {{- if not (kindIs "invalid" $v) }}
 - name: AIRSIDE_RUNTIME
@@ -303,6 +308,36 @@ airside.web wins, else what the chart manages (if anything), else nothing (binar
 {{- if not (kindIs "invalid" $v) }}
 - name: AIRSIDE_KUBERNETES_IMAGE_PULL_SECRETS
   value: {{ (join "," $v) | quote }}
+{{- end }}
+{{- $v := index $s "kubernetes_tag_placement" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_KUBERNETES_TAG_PLACEMENT
+  value: {{ (toJson $v) | quote }}
+{{- end }}
+{{- $v := index $s "kubernetes_priority_class_name" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_KUBERNETES_PRIORITY_CLASS_NAME
+  value: {{ (toString $v) | quote }}
+{{- end }}
+{{- $v := index $s "kubernetes_runtime_class_name" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_KUBERNETES_RUNTIME_CLASS_NAME
+  value: {{ (toString $v) | quote }}
+{{- end }}
+{{- $v := index $s "kubernetes_default_cpu_shares" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_KUBERNETES_DEFAULT_CPU_SHARES
+  value: {{ (int64 $v | toString) | quote }}
+{{- end }}
+{{- $v := index $s "kubernetes_default_memory_mib" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_KUBERNETES_DEFAULT_MEMORY_MIB
+  value: {{ (int64 $v | toString) | quote }}
+{{- end }}
+{{- $v := index $s "kubernetes_cpu_limit_ratio" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_KUBERNETES_CPU_LIMIT_RATIO
+  value: {{ (toString $v) | quote }}
 {{- end }}
 {{- $v := index $s "kubernetes_task_timeout" }}
 {{- if not (kindIs "invalid" $v) }}
@@ -470,6 +505,11 @@ airside.worker wins, else what the chart manages (if anything), else nothing (bi
 {{- if not (kindIs "invalid" $v) }}
 - name: AIRSIDE_REAPER_INTERVAL
   value: {{ (toString $v) | quote }}
+{{- end }}
+{{- $v := index $s "allow_privileged_tasks" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_ALLOW_PRIVILEGED_TASKS
+  value: {{ (ternary "true" "false" $v) | quote }}
 {{- end }}
 {{- $v := index $s "max_concurrent_tasks" }}
 {{- if not (kindIs "invalid" $v) }}

@@ -213,7 +213,12 @@ def test_structured_settings_reach_the_binary_as_it_reads_them(chart: Path) -> N
 
     given = {"kubernetes_node_selector": {"disk": "ssd", "zone": "a"},
              "kubernetes_tolerations": [{"key": "ci", "operator": "Exists", "effect": "NoSchedule"}],
-             "kubernetes_image_pull_secrets": ["regcred", "other"]}
+             "kubernetes_image_pull_secrets": ["regcred", "other"],
+             "kubernetes_tag_placement": {"gpu": {"nodeSelector": {"gpu": "true"}, "tolerations": [
+                 {"key": "nvidia.com/gpu", "operator": "Exists"}]}},
+             "kubernetes_priority_class_name": "ci-low", "kubernetes_runtime_class_name": "gvisor",
+             "kubernetes_default_cpu_shares": 256, "kubernetes_cpu_limit_ratio": 1.5,
+             "allow_privileged_tasks": True}
     docs = template(chart, {"kubernetesRuntime": {"enabled": True}, "airside": {"web": given,
                                                                               "worker": {"tags": ["x", "y"]}}})
     web = next(d for d in by_kind(docs, "Deployment").values() if d["metadata"]["name"].endswith("web"))
