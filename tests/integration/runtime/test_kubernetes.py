@@ -14,11 +14,13 @@ reaches it through `kubectl port-forward`.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -270,6 +272,45 @@ def test_pull_secret_lives_with_its_job_and_privileged_runs_privileged(runtime: 
     finally:
         rt.destroy(spec.handle)
     _gone(rt, spec.handle)
+
+
+def test_web_places_tagged_privileged_builds_by_the_settings(cluster: tuple[str, Any], namespace: str,
+                                                              shell_image: str, tmp_path: Path) -> None:
+    """Through web with runtime kubernetes (issue 16 items 4, 7, 9): `airside execute --tag T -p` carries the
+    tag and the privileged flag from the API through the database to the Job. A tag placed on a node label
+    no node has leaves the pod unschedulable (the build errors with the scheduler's reason); a tag placed on
+    the nodes' OS label runs, privileged as allow_privileged_tasks permits."""
+    from tests.procs import WebProc, run_cli
+
+    token = "it-store-token"
+    store_port = _free_port()
+    store = subprocess.Popen([sys.executable, "-m", "airside.cli", "baggageclaim"], env={
+        **os.environ, "AIRSIDE_BAGGAGECLAIM_BIND_PORT": str(store_port), "AIRSIDE_BAGGAGECLAIM_TOKEN": token,
+        "AIRSIDE_VOLUMES_DIR": str(tmp_path / "store"), "AIRSIDE_BAGGAGECLAIM_DRIVER": "naive",
+        "AIRSIDE_DATA_DIR": str(tmp_path / "store-data")}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    placement = {"linux": {"nodeSelector": {"kubernetes.io/os": "linux"}},
+                 "nowhere": {"nodeSelector": {"airside.dev/no-such-pool": "x"}}}
+    web = WebProc(tmp_path, runtime="kubernetes", kubernetes_namespace=namespace, kubernetes_kubeconfig=cluster[0],
+                  kubernetes_artifact_url=f"http://127.0.0.1:{store_port}", baggageclaim_token=token,
+                  kubernetes_tag_placement=json.dumps(placement), allow_privileged_tasks="true",
+                  kubernetes_schedule_timeout=8)
+    try:
+        web.start()
+        task = tmp_path / "task.yml"
+        task.write_text(f"platform: linux\nimage_resource: {{type: registry-image, source: {{repository: "
+                        f"{shell_image.rsplit(':', 1)[0]}, tag: '{shell_image.rsplit(':', 1)[1]}'}}}}\n"
+                        "run: {path: /bin/sh, args: [-c, 'grep CapEff /proc/self/status']}\n")
+        r = run_cli(web, "execute", "--tag", "nowhere", "-c", str(task), timeout=180)
+        assert r.returncode == 3, r.stdout + r.stderr + web.output()[-3000:]
+        assert "node affinity/selector" in r.stdout + r.stderr, r.stdout + r.stderr
+        r = run_cli(web, "execute", "--tag", "linux", "-p", "-c", str(task), timeout=180)
+        assert r.returncode == 0, r.stdout + r.stderr + web.output()[-3000:]
+        cap_eff = int(r.stdout.split("CapEff:")[1].split()[0], 16)
+        assert cap_eff & (1 << 21), r.stdout  # CAP_SYS_ADMIN: the Job ran privileged
+    finally:
+        web.stop()
+        store.terminate()
+        store.wait(10)
 
 
 # --------------------------------------------------------------------------- inputs and outputs (airside image)
