@@ -338,7 +338,9 @@ def artifact_store(cluster: tuple[str, Any], namespace: str, runtime: Kubernetes
                         "args": ["baggageclaim", "--baggageclaim-bind-host", "0.0.0.0", "--baggageclaim-driver", "naive"],
                         "env": [{"name": "AIRSIDE_BAGGAGECLAIM_TOKEN", "value": "test-token"},
                                 {"name": "AIRSIDE_VOLUMES_DIR", "value": "/tmp/volumes"}],
-                        "ports": [{"containerPort": 7788}]}]}})
+                        "ports": [{"containerPort": 7788}],
+                        # Ready once it listens: a port-forward whose first connection is refused exits
+                        "readinessProbe": {"tcpSocket": {"port": 7788}, "periodSeconds": 1}}]}})
     core.create_namespaced_service(namespace, {"metadata": {"name": "artifacts"}, "spec": {
         "selector": labels, "ports": [{"port": 7788, "targetPort": 7788}]}})
     subprocess.run([kubectl, "--kubeconfig", cluster[0], "-n", namespace, "wait", "--for=condition=Ready",
