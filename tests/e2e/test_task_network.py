@@ -38,11 +38,11 @@ run:
   - |
     echo "address: $(ip -4 -o addr show eth0)"
     echo "netns: $(readlink /proc/self/ns/net)"
-    echo "fqdn: $(wget -q -O- http://{fqdn}:8080/healthz)"
-    echo "short: $(wget -q -O- http://{svc}:8080/healthz)"
-    echo "metadata: $(wget -q -O- http://169.254.169.254/ 2>&1)"
+    echo "fqdn: $(timeout 30 wget -q -O- http://{fqdn}:8080/healthz)"
+    echo "short: $(timeout 30 wget -q -O- http://{svc}:8080/healthz)"
+    echo "metadata: $(timeout 10 wget -q -O- http://169.254.169.254/ 2>&1)"
 """)
-    r = rel.cli("execute", "-c", str(t))
+    r = rel.cli("execute", "-c", str(t), "--tag", "e2e", timeout=300)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
     pod = f"{rel.fullname}-worker-0"
