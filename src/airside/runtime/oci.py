@@ -411,9 +411,10 @@ class OCIRuntime(SupervisedRuntime):
         # the namespace first: with no process left in it the kernel removes it and its veth; then DEL gives
         # the address back (deleting the veth from inside the namespace first costs ≈30 ms more per container)
         ns = cdir / "netns"
-        if ns.exists():
+        had_netns = ns.exists()  # made before the ADD: also there when a crash cut the ADD short
+        if had_netns:
             netns.remove(ns)
-        if self.network is not None:
+        if self.network is not None and (had_netns or self.network.is_attached(handle)):
             try:
                 self.network.detach(handle, None)
             except NetworkError as e:

@@ -179,6 +179,10 @@ class BridgeNetwork:
         else:
             self.lo.forget(cid)  # lo went with its namespace: nothing for the plugin to do
 
+    def is_attached(self, handle: str) -> bool:
+        """Whether the container has a cached ADD result (a loopback or host container never has)."""
+        return self.chain.cached(self.container_id(handle)) is not None
+
     def attached(self) -> list[str]:
         """Container ids of this runtime with a cached ADD result."""
         return [c for c in self.chain.cached_ids() if c.startswith(self.prefix + "-")]
