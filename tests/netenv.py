@@ -10,9 +10,11 @@ get back only if the worker masquerades the container's traffic (as a server on 
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.procs import wait_for
@@ -114,3 +116,20 @@ def leftovers(pool_prefix: str, bridge: str, cni_dir: Path, state_dir: Path) -> 
     ]
     return {k: v for k, v in
             {"veths": veths, "leases": leases, "results": results, "netns": mounts, "rules": rules}.items() if v}
+
+
+@contextlib.contextmanager
+def loopback_dns(addr: str, names: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """dnsmasq on a loopback address of the host (a worker's own 127.0.0.x resolver), answering `names`."""
+    with log.open("wb") as f:
+        p = subprocess.Popen(
+            ["dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts", "--bind-interfaces", "--log-queries",
+             f"--listen-address={addr}", "--port=53", "--user=root", *[f"--address=/{n}/{ip}" for n, ip in names.items()]],
+            stdout=f, stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: "started" in log.read_text(), timeout=20, what=f"dnsmasq on {addr}")
+        yield p
+    finally:
+        p.kill()
+        p.wait(timeout=10)

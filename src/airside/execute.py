@@ -29,7 +29,7 @@ import zstandard
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
 
-from airside.baggageclaim.streaming import extract, iter_tar
+from airside.baggageclaim.streaming import extract, iter_tar, tar_blocks
 from airside.core import routes
 from airside.core.client import WebClient, WebError
 from airside.core.schemas import BuildCreate, BuildStatus
@@ -82,17 +82,8 @@ def _iter_tar_files(d: Path, files: list[str]) -> Iterator[bytes]:
     with tempfile.NamedTemporaryFile("wb") as listing:
         listing.write(b"".join(f.encode() + b"\0" for f in files))
         listing.flush()
-        proc = subprocess.Popen(["tar", "-c", "-f", "-", "-C", str(d), "--null", "--no-recursion", "-T",
-                                 listing.name], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        assert proc.stdout is not None
-        try:
-            while block := proc.stdout.read(1 << 20):
-                yield block
-        finally:
-            proc.stdout.close()
-            msg = proc.stderr.read().decode() if proc.stderr else ""
-            if proc.wait() != 0:
-                raise OSError(f"tar of {d} failed: {msg.strip()}")
+        yield from tar_blocks(["tar", "-c", "-f", "-", "-C", str(d), "--null", "--no-recursion", "-T", listing.name],
+                              str(d), 1 << 20)
 
 
 def _zstd_chunks(chunks: Iterator[bytes], progress: Progress, task: TaskID) -> Iterator[bytes]:

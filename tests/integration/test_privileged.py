@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.procs import WebProc, WorkerProc, run_cli, state_of, wait_for
-from tests.rootfs import busybox_path, make_busybox_rootfs
+from tests.rootfs import busybox_path
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(180),
               pytest.mark.skipif(os.geteuid() != 0 or shutil.which("runc") is None or busybox_path() is None,
@@ -20,16 +19,7 @@ pytestmark = [pytest.mark.root, pytest.mark.timeout(180),
 
 
 
-@pytest.fixture(scope="module")
-def busybox_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_busybox_rootfs(tmp_path_factory.mktemp("image") / "busybox")
-
-
-@pytest.fixture
-def web(tmp_path: Path) -> Iterator[WebProc]:
-    w = WebProc(tmp_path, heartbeat_ttl=3).start()
-    yield w
-    w.stop()
+# busybox_image and web: tests/integration/conftest.py
 
 
 def _worker(web: WebProc, tmp_path: Path, allow: bool) -> WorkerProc:

@@ -441,9 +441,14 @@ def tar_command(data: Path, sub: str) -> list[str]:
 
 def iter_tar(data: Path, sub: str = "", chunk: int = BUF) -> Iterator[bytes]:
     """Synchronous stream-out (for in-process callers and tests): tar of data/sub."""
+    return tar_blocks(tar_command(data, sub), sub or ".", chunk)
+
+
+def tar_blocks(argv: list[str], what: str, chunk: int = BUF) -> Iterator[bytes]:
+    """The stdout of a `tar -c` command in blocks; OSError naming `what` (and tar's message) if tar fails."""
     import subprocess
 
-    proc = subprocess.Popen(tar_command(data, sub), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None
     try:
         while block := proc.stdout.read(chunk):
@@ -452,4 +457,4 @@ def iter_tar(data: Path, sub: str = "", chunk: int = BUF) -> Iterator[bytes]:
         proc.stdout.close()
         err = proc.stderr.read().decode() if proc.stderr else ""
         if proc.wait() != 0:
-            raise OSError(f"tar of {sub or '.'} failed: {err.strip()}")
+            raise OSError(f"tar of {what} failed: {err.strip()}")

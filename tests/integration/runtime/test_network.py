@@ -23,7 +23,7 @@ from airside.runtime import ContainerSpec, Mount, RuntimeError_, get_runtime
 from airside.runtime.net import NetworkConfig, dns, netns
 from airside.runtime.net.cni import Chain, CNIError
 from airside.runtime.oci import OCIRuntime
-from tests.netenv import Peer, leftovers
+from tests.netenv import Peer, leftovers, loopback_dns
 from tests.procs import wait_for
 
 from .conftest import collect, needs_busybox, needs_runc
@@ -163,14 +163,7 @@ def test_dns_is_forwarded_when_the_worker_only_has_a_loopback_resolver(
 ) -> None:
     # the worker's resolver is on 127.0.0.77 (like systemd-resolved's 127.0.0.53 or Docker's 127.0.0.11)
     dns_log = tmp_path / "dns.log"
-    with dns_log.open("wb") as f:
-        dnsmasq = subprocess.Popen(
-            ["dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts", "--bind-interfaces", "--log-queries",
-             "--listen-address=127.0.0.77", "--port=53", "--user=root", "--address=/only.loopback.test/10.9.8.7"],
-            stdout=f, stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for(lambda: "started" in dns_log.read_text(), timeout=20, what="dnsmasq on 127.0.0.77")
+    with loopback_dns("127.0.0.77", {"only.loopback.test": "10.9.8.7"}, dns_log):
         resolv = tmp_path / "resolv.conf"
         resolv.write_text("nameserver 127.0.0.77\nsearch example.internal\noptions ndots:3\n")
         cfg = NetworkConfig(pool=net.pool, cni_dir=net.cni_dir, resolv_conf=resolv)
@@ -183,9 +176,6 @@ def test_dns_is_forwarded_when_the_worker_only_has_a_loopback_resolver(
         assert "search example.internal" in out and "options ndots:3" in out
         assert "Address: 10.9.8.7" in out, out
         assert "only.loopback.test" in dns_log.read_text()
-    finally:
-        dnsmasq.kill()
-        dnsmasq.wait(timeout=10)
 
 
 # ---- nothing leaks ---------------------------------------------------------------------------------
@@ -325,33 +315,24 @@ def _query(name: str, qid: int) -> bytes:
 
 
 def test_the_forwarder_relays_udp_and_tcp(tmp_path: Path) -> None:
-    dns_log = tmp_path / "dns.log"
-    with dns_log.open("wb") as f:
-        dnsmasq = subprocess.Popen(
-            ["dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts", "--bind-interfaces", "--log-queries",
-             "--listen-address=127.0.0.78", "--port=53", "--user=root", "--address=/relayed.test/10.9.8.6"],
-            stdout=f, stderr=subprocess.STDOUT,
-        )
     fwd = dns.Forwarder("127.0.0.79", "127.0.0.78", port=5353)
-    try:
-        wait_for(lambda: "started" in dns_log.read_text(), timeout=20, what="dnsmasq on 127.0.0.78")
+    with loopback_dns("127.0.0.78", {"relayed.test": "10.9.8.6"}, tmp_path / "dns.log"):
         fwd.start()
-        answer_ip = bytes([10, 9, 8, 6])
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.settimeout(5)
-            u.sendto(_query("relayed.test", 0x1234), ("127.0.0.79", 5353))
-            answer, _ = u.recvfrom(4096)
-        assert answer[:2] == b"\x12\x34" and answer_ip in answer
-        with socket.create_connection(("127.0.0.79", 5353), timeout=5) as t:
-            for qid in (0x0101, 0x0202):  # two messages on one connection
-                q = _query("relayed.test", qid)
-                t.sendall(len(q).to_bytes(2, "big") + q)
-                n = int.from_bytes(t.recv(2), "big")
-                body = b""
-                while len(body) < n:
-                    body += t.recv(n - len(body))
-                assert body[:2] == qid.to_bytes(2, "big") and answer_ip in body
-    finally:
-        fwd.stop()
-        dnsmasq.kill()
-        dnsmasq.wait(timeout=10)
+        try:
+            answer_ip = bytes([10, 9, 8, 6])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                u.settimeout(5)
+                u.sendto(_query("relayed.test", 0x1234), ("127.0.0.79", 5353))
+                answer, _ = u.recvfrom(4096)
+            assert answer[:2] == b"\x12\x34" and answer_ip in answer
+            with socket.create_connection(("127.0.0.79", 5353), timeout=5) as t:
+                for qid in (0x0101, 0x0202):  # two messages on one connection
+                    q = _query("relayed.test", qid)
+                    t.sendall(len(q).to_bytes(2, "big") + q)
+                    n = int.from_bytes(t.recv(2), "big")
+                    body = b""
+                    while len(body) < n:
+                        body += t.recv(n - len(body))
+                    assert body[:2] == qid.to_bytes(2, "big") and answer_ip in body
+        finally:
+            fwd.stop()
