@@ -1,12 +1,13 @@
 """The worker's container network: a Linux bridge, an address pool and a firewall, all through CNI.
 
-`BridgeNetwork(config)` is set up once per runtime (`setup()`: the plugins are there, the restricted
-networks' admin chain is filled, the DNS forwarder runs when the rule needs it). Then, per container:
+`BridgeNetwork(config)` is set up once per runtime (`setup()`: the plugins are there, the pool's firewall
+is set, the DNS forwarder runs when the rule needs it). Then, per container:
 
 - `attach(handle, netns)`: CNI ADD of the list `bridge` (+ `host-local` IPAM over the pool, the gateway
   and a default route) as eth0, and of `loopback` (lo up); returns the address, gateway, and the
   container's resolv.conf and hosts text. Masquerade, forwarding and restricted_networks are the pool's
-  firewall (`restrict`), set once, not per container.
+  firewall (`restrict`), set once, not per container. A failed attach leaves what did succeed (lo, say):
+  `detach` releases it, as OCIRuntime does on any failure of prepare.
 - `detach(handle, netns)`: CNI DEL of both; idempotent, also after a restart of the worker (the ADD
   result is cached on disk). Called once the namespace is unmounted (`netns=None`), DEL only gives the
   address back: the kernel removes the veth with the namespace, which is cheaper than deleting it first.
@@ -150,14 +151,12 @@ class BridgeNetwork:
         lo = threading.Thread(target=lo_up, name=f"lo-{handle}")  # independent of eth0: side by side
         lo.start()
         try:
-            a = self.chain.add(cid, str(netns), "eth0")
+            a = self.chain.add(cid, str(netns), "eth0")  # a failed ADD undoes itself (Chain.add)
         except CNIError as e:
             lo.join()
-            self.detach(handle, netns)
             raise NetworkError(str(e)) from None
         lo.join()
         if lo_error:
-            self.detach(handle, netns)
             raise NetworkError(str(lo_error[0]))
         gateway = a.gateway or self.gateway
         return Attached(
@@ -165,19 +164,17 @@ class BridgeNetwork:
         )
 
     def detach(self, handle: str, netns: Path | None) -> None:
-        cid = self.container_id(handle)
-        ns = str(netns) if netns is not None and netns.exists() else ""
+        self._release(self.container_id(handle), str(netns) if netns is not None and netns.exists() else "")
+
+    def _release(self, cid: str, ns: str) -> None:
         try:
             self.chain.delete(cid, ns, "eth0")
+            if ns:
+                self.lo.delete(cid, ns, "lo")
+            else:
+                self.lo.forget(cid)  # lo went with its namespace: nothing for the plugin to do
         except CNIError as e:
             raise NetworkError(str(e)) from None
-        if ns:
-            try:
-                self.lo.delete(cid, ns, "lo")
-            except CNIError as e:
-                raise NetworkError(str(e)) from None
-        else:
-            self.lo.forget(cid)  # lo went with its namespace: nothing for the plugin to do
 
     def is_attached(self, handle: str) -> bool:
         """Whether the container has a cached ADD result (a loopback or host container never has)."""
@@ -194,10 +191,9 @@ class BridgeNetwork:
             if cid in keep:
                 continue
             try:
-                self.chain.delete(cid, "", "eth0")  # its namespace is unmounted before (OCIRuntime._prune_netns)
-            except CNIError as e:
+                self._release(cid, "")  # its namespace is unmounted before (OCIRuntime._prune_netns)
+            except NetworkError as e:
                 log.warning("could not release a leftover container network", container_id=cid, error=str(e))
-            self.lo.forget(cid)
             pruned.append(cid)
         if pruned:
             log.info("released leftover container networks", count=len(pruned))

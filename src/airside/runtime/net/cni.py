@@ -21,10 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from airside.core import log as logging
-
-log = logging.get("airside.runtime.net")
-
 CNI_VERSION = "1.0.0"
 PLUGIN_TIMEOUT = 60.0
 
@@ -67,9 +63,6 @@ class Chain:
         self.cache_dir = Path(cache_dir)
 
     # ---- the plugins ------------------------------------------------------------------------------
-    def plugin_types(self) -> list[str]:
-        return [str(p["type"]) for p in self.conflist["plugins"]]
-
     def missing_plugins(self) -> list[str]:
         """Plugin types of the list (and their IPAM plugins) found in none of the plugin directories."""
         wanted: list[str] = []
@@ -152,7 +145,7 @@ class Chain:
         if exe is None:
             raise CNIError(
                 f"CNI plugin {kind!r} not found in {', '.join(map(str, self.plugin_dirs))} "
-                "(install Debian's containernetworking-plugins, or set cni_plugin_dirs)"
+                "(install Debian's containernetworking-plugins)"
             )
         conf: JSONObject = {"cniVersion": self.conflist.get("cniVersion", CNI_VERSION), "name": self.name, **plugin}
         if prev is not None:

@@ -34,12 +34,15 @@ def _ipt(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return r
 
 
-def _ensure(table: str, *rule: str, first: bool = False) -> None:
-    if _ipt("-t", table, "-C", *rule, check=False).returncode != 0:
-        if first:
-            _ipt("-t", table, "-I", rule[0], "1", *rule[1:])
-        else:
-            _ipt("-t", table, "-A", *rule)
+def _pool_rules(chain: str, bridge: str, pool: str) -> list[tuple[str, list[str], bool]]:
+    """The pool's rules outside its own chain: (table, rule, put first)."""
+    return [
+        ("filter", ["FORWARD", "-i", bridge, "-j", chain], True),
+        ("filter", ["INPUT", "-i", bridge, "-j", chain], True),
+        ("filter", ["FORWARD", "-o", bridge, "-d", pool, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED",
+                    "-j", "ACCEPT"], True),
+        ("nat", ["POSTROUTING", "-s", pool, "!", "-d", pool, "-j", "MASQUERADE"], False),
+    ]
 
 
 def apply(chain: str, bridge: str, pool: str, cidrs: list[str]) -> None:
@@ -50,28 +53,15 @@ def apply(chain: str, bridge: str, pool: str, cidrs: list[str]) -> None:
         for proto, reject in (("tcp", "tcp-reset"), ("all", "icmp-port-unreachable")):
             _ipt("-A", chain, "-s", pool, "-d", cidr, "-p", proto, "-j", "REJECT", "--reject-with", reject)
     _ipt("-A", chain, "-s", pool, "-j", "ACCEPT")
-    _ensure("filter", "FORWARD", "-i", bridge, "-j", chain, first=True)
-    _ensure("filter", "INPUT", "-i", bridge, "-j", chain, first=True)
-    _ensure("filter", "FORWARD", "-o", bridge, "-d", pool, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED",
-            "-j", "ACCEPT", first=True)
-    _ensure("nat", "POSTROUTING", "-s", pool, "!", "-d", pool, "-j", "MASQUERADE")
+    for table, rule, first in _pool_rules(chain, bridge, pool):
+        if _ipt("-t", table, "-C", *rule, check=False).returncode != 0:
+            _ipt("-t", table, *(["-I", rule[0], "1", *rule[1:]] if first else ["-A", *rule]))
     log.info("pool firewall set", chain=chain, pool=pool, restricted=cidrs)
-
-
-def rules(chain: str) -> list[str]:
-    r = _ipt("-S", chain, check=False)
-    return [line for line in r.stdout.splitlines() if line.startswith("-A ")] if r.returncode == 0 else []
 
 
 def clear(chain: str, bridge: str, pool: str) -> None:
     """Remove the pool's rules and chain (no worker on this host uses the pool any more)."""
-    for table, rule in (
-        ("filter", ["FORWARD", "-i", bridge, "-j", chain]),
-        ("filter", ["INPUT", "-i", bridge, "-j", chain]),
-        ("filter", ["FORWARD", "-o", bridge, "-d", pool, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED",
-                    "-j", "ACCEPT"]),
-        ("nat", ["POSTROUTING", "-s", pool, "!", "-d", pool, "-j", "MASQUERADE"]),
-    ):
+    for table, rule, _ in _pool_rules(chain, bridge, pool):
         while _ipt("-t", table, "-D", *rule, check=False).returncode == 0:
             pass
     if _ipt("-n", "-L", chain, check=False).returncode == 0:
