@@ -119,7 +119,6 @@ def test_restricted_networks_are_refused_and_the_rest_reached(
             p.serve_file(tmp_path, "x", p.ns)
         cfg = NetworkConfig(pool=net.pool, cni_dir=net.cni_dir, restricted=["10.123.13.0/24"])
         rt = make(tmp_path / "state", cfg, runtimes)
-        t0 = time.monotonic()
         code, out = run(rt, spec("restricted", fresh_rootfs, (
             f"timeout 5 wget -q -O- http://{open_peer.addr}:8000/x && echo OPEN-OK; "
             f"timeout 5 wget -q -O- http://{shut_peer.addr}:8000/x; echo shut-rc=$?"
@@ -127,8 +126,7 @@ def test_restricted_networks_are_refused_and_the_rest_reached(
         assert code == 0, out
         assert f"{open_peer.ns}OPEN-OK" in out
         assert "shut-rc=1" in out and shut_peer.ns not in out
-        assert "refused" in out.lower(), out  # refused at once (REJECT), not a timeout
-        assert time.monotonic() - t0 < 10
+        assert "refused" in out.lower(), out  # refused at once (REJECT), not a dropped packet's timeout
 
 
 def test_loopback_has_no_route_out_and_host_shares_the_hosts(
