@@ -45,3 +45,26 @@ BUILD_PHASE = Route("PUT", f"{API}/builds/{{build_id}}/phase")
 BUILD_LOGS = Route("POST", f"{API}/builds/{{build_id}}/logs")
 BUILD_FINISH = Route("PUT", f"{API}/builds/{{build_id}}/finish")
 WORKER_REPORT = Route("POST", f"{API}/workers/{{name}}/report")  # reaper: what I have → what to destroy
+
+# pipelines (team-scoped, as Concourse's API; `build` is a job build's name: "7", or "7.1" for a rerun)
+TEAM = f"{API}/teams/{{team}}"
+PIPELINE = f"{TEAM}/pipelines/{{pipeline}}"
+JOB = f"{PIPELINE}/jobs/{{job}}"
+JOB_BUILD = f"{JOB}/builds/{{build}}"
+LIST_PIPELINES = Route("GET", f"{TEAM}/pipelines")
+GET_PIPELINE = Route("GET", PIPELINE)
+GET_PIPELINE_CONFIG = Route("GET", f"{PIPELINE}/config")
+SET_PIPELINE = Route("PUT", f"{PIPELINE}/config")
+DESTROY_PIPELINE = Route("DELETE", PIPELINE)
+PAUSE_PIPELINE = Route("PUT", f"{PIPELINE}/pause")
+UNPAUSE_PIPELINE = Route("PUT", f"{PIPELINE}/unpause")
+LIST_JOBS = Route("GET", f"{PIPELINE}/jobs")
+GET_JOB = Route("GET", JOB)
+PAUSE_JOB = Route("PUT", f"{JOB}/pause")
+UNPAUSE_JOB = Route("PUT", f"{JOB}/unpause")
+LIST_JOB_BUILDS = Route("GET", f"{JOB}/builds")
+TRIGGER_JOB = Route("POST", f"{JOB}/builds")
+GET_JOB_BUILD = Route("GET", JOB_BUILD)
+RERUN_JOB_BUILD = Route("POST", JOB_BUILD)
+ABORT_JOB_BUILD = Route("PUT", f"{JOB_BUILD}/abort")
+JOB_BUILD_EVENTS = Route("GET", f"{JOB_BUILD}/events")  # server-sent events of every step

@@ -209,3 +209,92 @@ class ReaperReport(Strict):
 
 class ReaperAnswer(Strict):
     destroy: list[ReportedObject]
+
+
+# --- pipelines -----------------------------------------------------------------------------------------
+class JobBuildStatus(StrEnum):
+    pending = "pending"  # created (triggered); waiting for serial/max_in_flight or an unpaused job
+    started = "started"  # its plan is running
+    succeeded = "succeeded"
+    failed = "failed"
+    errored = "errored"
+    aborted = "aborted"
+
+
+JOB_BUILD_TERMINAL = frozenset({JobBuildStatus.succeeded, JobBuildStatus.failed, JobBuildStatus.errored,
+                                JobBuildStatus.aborted})
+
+
+class PipelineSet(Strict):
+    """set-pipeline's body: the config as written and the static vars (fly's -v/-y and -l), applied by web."""
+
+    config: Annotated[str, StringConstraints(max_length=4 * 1024 * 1024)]
+    filename: Annotated[str, StringConstraints(max_length=512)] = "pipeline.yml"
+    vars: dict[str, object] = Field(default_factory=dict)  # -v/-y, already expanded (name → value)
+    var_files: list[tuple[str, str]] = Field(default_factory=list, max_length=64)  # -l: (filename, text)
+    version: int | None = None  # the config version the client diffed against: 409 if another set came first
+
+
+class Pipeline(Strict):
+    id: int
+    team: str
+    name: str
+    version: int
+    paused: bool
+    archived: bool
+    created_at: float
+    updated_at: float
+    jobs: list[str] = Field(default_factory=list)
+
+
+class PipelineSetResult(Strict):
+    pipeline: Pipeline
+    created: bool
+    changed: bool
+    warnings: list[str] = Field(default_factory=list)
+
+
+class PipelineConfigView(Strict):
+    version: int
+    config: dict
+    config_text: str
+
+
+class StepView(Strict):
+    """One step of a job build that has (or had) something running: a task's build and its status."""
+
+    path: str
+    name: str
+    kind: str
+    status: str
+    build_id: int | None = None
+    reason: str = ""
+
+
+class JobBuild(Strict):
+    id: int
+    team: str
+    pipeline: str
+    job: str
+    name: str
+    number: int
+    rerun_of: int | None
+    status: JobBuildStatus
+    reason: str
+    created_by: str
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    steps: list[StepView] = Field(default_factory=list)
+
+
+class Job(Strict):
+    id: int
+    pipeline: str
+    name: str
+    paused: bool
+    active: bool
+    disable_manual_trigger: bool
+    serial: bool
+    next_build: int
+    latest: JobBuild | None = None

@@ -44,6 +44,9 @@ class LoadedPipeline:
     warnings: list[Problem] = field(default_factory=list)
     unset: dict[str, list[int]] = field(default_factory=dict)
     later: dict[str, list[int]] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    """The config as plain data with the static vars applied (run-time ((vars)) left as written) and only
+    Concourse's top-level keys: what web stores and runs."""
 
 
 # -- pydantic errors → problems -----------------------------------------------------------------
@@ -244,11 +247,11 @@ def _validate(data: Any, filename: str, lines: LineMap | None, interpolated: Int
         return lines.line_for(loc, key=key) if lines else None
 
     config: PipelineConfig | None = None
+    kept: dict[str, Any] = {}
     if not isinstance(data, dict):
         problems.append(Problem(filename, at(()), "",
                                 f"expected a mapping with jobs and resources at the top level, got {describe(data)}"))
     else:
-        kept = {}
         for k, v in data.items():
             if k in TOP_LEVEL:
                 kept[k] = v
@@ -278,7 +281,7 @@ def _validate(data: Any, filename: str, lines: LineMap | None, interpolated: Int
                 for name, locs in sorted(used.items())}
 
     return LoadedPipeline(config, filename, warnings, first_lines(interpolated.unset),
-                          first_lines(interpolated.later))
+                          first_lines(interpolated.later), kept)
 
 
 def _ytt_warning(text: str, filename: str) -> Problem | None:

@@ -112,6 +112,68 @@ class BuildRow(Base):
     inputs_ready_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # a pipeline build's task step runs as one of these: which job build, which step (its plan path and name)
+    job_build_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("job_builds.id", ondelete="CASCADE", name="fk_builds_job_build_id"), nullable=True, index=True)
+    step_path: Mapped[str] = mapped_column(String(512), default="", server_default="")
+    step_name: Mapped[str] = mapped_column(String(128), default="", server_default="")
+
+
+class PipelineRow(Base):
+    """A team's pipeline: the config as set (static vars applied; run-time vars left as ((var)))."""
+
+    __tablename__ = "pipelines"
+    __table_args__ = (UniqueConstraint("team", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    team: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    config: Mapped[dict] = mapped_column(JSON)
+    config_text: Mapped[str] = mapped_column(Text, default="")
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    archived: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class JobRow(Base):
+    """A job of a pipeline, kept by name across config versions (`active` false once a config drops it)."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("pipeline_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pipeline_id: Mapped[int] = mapped_column(Integer, ForeignKey("pipelines.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    config: Mapped[dict] = mapped_column(JSON)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    next_build_number: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class JobBuildRow(Base):
+    """One build of a job (`pipeline/job #name`): the plan it runs (the job's config when it was created) and
+    the state of each step, which `airside.web.plans` advances."""
+
+    __tablename__ = "job_builds"
+    __table_args__ = (UniqueConstraint("job_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(Integer, ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(32))  # "7", or "7.1" for the first rerun of #7
+    number: Mapped[int] = mapped_column(Integer)
+    rerun_of: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # pending | started | succeeded | failed | …
+    plan: Mapped[dict] = mapped_column(JSON)
+    state: Mapped[dict] = mapped_column(JSON, default=dict)
+    pipeline_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_by: Mapped[str] = mapped_column(String(64), default="")
+    abort_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class BuildEventRow(Base):
