@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,9 +38,12 @@ __all__ = [
     "Interpolated",
     "Reference",
     "StaticVars",
+    "UnresolvedVars",
     "VarFlagError",
     "interpolate",
+    "resolve",
     "is_var",
+    "lookup_in",
     "parse_reference",
     "var_names",
 ]
@@ -298,3 +301,59 @@ def interpolate(data: Any, lines: LineMap, static: StaticVars | None = None) -> 
 
     out.data = walk(data, ())
     return out
+
+
+class UnresolvedVars(ValueError):
+    """Vars a build needed that nothing provides (`names`, as written)."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        super().__init__(", ".join(f"(({n}))" for n in names))
+
+
+def resolve(data: Any, lookup: Callable[[Reference], tuple[bool, Any]]) -> Any:
+    """Run-time interpolation: every ``((var))`` in `data`'s strings (values and keys) replaced through
+    `lookup` (found, value) — a string that is exactly one var takes the value with its type, as `interpolate`.
+    Raises `UnresolvedVars` naming every var `lookup` does not find (and ValueError for a bad field)."""
+    missing: list[str] = []
+
+    def string(value: str) -> Any:
+        result: Any = value
+        for name in var_names(value):
+            ref = parse_reference(name)
+            found, got = lookup(ref)
+            if not found:
+                if name not in missing:
+                    missing.append(name)
+                continue
+            if _ANCHORED.match(value):
+                return got
+            if isinstance(got, bool) or not isinstance(got, (str, int, float)):
+                raise ValueError(f"cannot interpolate {describe(got)} into a string: (({name}))")
+            assert isinstance(result, str)
+            result = result.replace(f"(({name}))", str(got))
+        return result
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {(string(k) if isinstance(k, str) else k): walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        if isinstance(node, str):
+            return string(node)
+        return node
+
+    out = walk(data)
+    if missing:
+        raise UnresolvedVars(missing)
+    return out
+
+
+def lookup_in(values: dict[str, Any], ref: Reference) -> tuple[bool, Any]:
+    """(found, value) of `ref` (its path, then its fields) in a plain mapping of var values."""
+    if ref.path not in values:
+        return False, None
+    try:
+        return True, copy.deepcopy(_traverse(values[ref.path], ref))
+    except _FieldError as e:
+        raise ValueError(str(e)) from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import tarfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
@@ -77,6 +78,53 @@ class ArtifactStore:
         with open(path, "rb") as f:
             while data := f.read(chunk):
                 yield data
+
+    def link(self, src: tuple[int, str, str], build_id: int, kind: str, name: str) -> None:
+        """Makes artifact `src` (build id, kind, name) also build `build_id`'s `kind`/`name` (a pipeline step's
+        output becoming the next step's input): a hard link, a copy across file systems. FileNotFoundError
+        when `src` is gone (expired after artifact_ttl, or its build was deleted)."""
+        found = self.find(*src)
+        if found is None:
+            raise FileNotFoundError(f"artifact {src[2]!r} of build {src[0]} is no longer stored")
+        path, encoding = found
+        d = self._dir(build_id, kind)
+        d.mkdir(parents=True, exist_ok=True)
+        final = d / f"{name}{ENCODINGS[encoding]}"
+        tmp = d / f".{name}.{os.getpid()}.{time.monotonic_ns()}.link"
+        try:
+            os.link(path, tmp)
+        except OSError:
+            shutil.copyfile(path, tmp)
+        for other in ENCODINGS.values():
+            (d / f"{name}{other}").unlink(missing_ok=True)
+        tmp.replace(final)
+
+    def read_file(self, src: tuple[int, str, str], member: str, limit: int = 1 << 20) -> bytes:
+        """The content of file `member` (a path inside the artifact) of artifact `src`, at most `limit` bytes.
+        FileNotFoundError names what is missing; ValueError when it is not a regular file or too large."""
+        found = self.find(*src)
+        if found is None:
+            raise FileNotFoundError(f"artifact {src[2]!r} of build {src[0]} is no longer stored")
+        path, encoding = found
+        want = member.strip("/").removeprefix("./")
+        with open(path, "rb") as raw:
+            stream = raw
+            if encoding == "zstd":
+                import zstandard
+
+                stream = zstandard.ZstdDecompressor().stream_reader(raw)  # type: ignore[assignment]
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                for info in tar:
+                    if info.name.strip("/").removeprefix("./") != want:
+                        continue
+                    if not info.isfile():
+                        raise ValueError(f"{src[2]}/{want} is not a regular file")
+                    if info.size > limit:
+                        raise ValueError(f"{src[2]}/{want} is larger than {limit} bytes")
+                    f = tar.extractfile(info)
+                    assert f is not None
+                    return f.read()
+        raise FileNotFoundError(f"artifact {src[2]!r} has no file {want!r}")
 
     def delete(self, build_id: int) -> None:
         shutil.rmtree(self.root / str(build_id), ignore_errors=True)

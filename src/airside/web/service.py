@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from airside.config import Settings
 from airside.core import log
-from airside.web import builds, db, registry
+from airside.web import builds, db, plans, registry
 from airside.web.artifacts import ArtifactStore
 from airside.web.auth import Authenticator
 from airside.web.db import BuildRow
@@ -71,6 +71,8 @@ class Web:
         return result
 
     def schedule_once(self) -> list[tuple[int, str]]:
+        with self.tx() as s:
+            plans.tick(s, self.clock(), self)
         with self.tx() as s:
             placed = builds.schedule(s, self.clock(), self.settings.heartbeat_ttl, self.settings.scheduler_strategy)
             for build_id, _worker in placed:

@@ -1,0 +1,550 @@
+"""Running job builds: starting pending ones within their limits, and walking each started build's plan.
+
+`tick(s, now, web)` is one scheduling round (web's scheduler loop calls it before placing builds):
+  1. pending job builds start, oldest first, while their pipeline and job are unpaused and `serial`,
+     `max_in_flight` and `serial_groups` allow (a serial job is max_in_flight 1; jobs sharing a serial
+     group share one limit: the group's jobs' max_in_flight, else 1);
+  2. every started build's plan is walked once (`Walk`) from its stored state; the walk is idempotent:
+     it starts what may start now, notices what ended, and records every result in the build's state, so a
+     restarted web resumes the plan where it was (finished steps are never rerun).
+
+A `task` step runs as an ordinary build row (`airside.web.builds`) with `job_build_id` and `step_path`
+set: the same placement, requeue-on-lost-worker, logs, abort and outcome rules as a one-off build, on a
+worker or as a Kubernetes Job. Its inputs are the artifacts earlier steps produced, linked into the step
+build's inputs in web's artifact store; its outputs, once it succeeded, are registered under their names
+(after `output_mapping`) for the steps after it.
+
+Modifiers nest as Concourse's step precedence says (outermost first): ensure, on_error, on_abort,
+on_failure, on_success, across, attempts, timeout, then the step itself. Results: succeeded, failed
+(a task's non-zero exit, a timeout), errored (the infrastructure or the config: a missing input, an
+undefined var, a step kind this web does not run), aborted. `try` turns anything but aborted into
+succeeded; `in_parallel` is errored if any child errored, else failed if any failed, else aborted if any
+aborted; `do` stops at the first step that did not succeed. An abort (or a timeout, inside its step)
+aborts what is running and starts nothing new, except the `ensure` and `on_abort` hooks, which still run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
+
+from airside.core import log
+from airside.core.schemas import TERMINAL, BuildCreate, BuildStatus, JobBuildStatus
+from airside.pipeline.errors import PipelineConfigError
+from airside.pipeline.values import parse_duration
+from airside.pipeline.vars import Reference, UnresolvedVars, lookup_in, resolve
+from airside.task import TaskConfigError, load_task_config, parse_task_config
+from airside.task.config import TaskConfig
+from airside.web import builds, pipelines
+from airside.web.db import BuildRow, JobBuildRow, JobRow, PipelineRow
+from airside.web.host import WebHost
+
+LOG = log.get("airside.web.plans")
+
+SUCCEEDED, FAILED, ERRORED, ABORTED = "succeeded", "failed", "errored", "aborted"
+Result = str | None  # one of the four, or None while the step still runs
+LAYERS = ("ensure", "on_error", "on_abort", "on_failure", "on_success", "across", "attempts", "timeout", "step")
+HOOK_KEYS = ("ensure", "on_error", "on_abort", "on_failure", "on_success")
+TERMINAL_S = {str(x) for x in TERMINAL}
+
+
+class StepError(Exception):
+    """A step that cannot run as configured: it ends errored with this message."""
+
+
+@dataclass(frozen=True)
+class Env:
+    """Where a step runs: its artifact/var scopes (innermost first) and whether it is being cancelled."""
+
+    scopes: tuple[str, ...] = ("",)
+    cancelled: bool = False
+
+    def child(self, scope: str) -> Env:
+        return replace(self, scopes=(scope, *self.scopes))
+
+
+# --- starting job builds --------------------------------------------------------------------------------
+def _limits(job: JobRow) -> int | None:
+    n = job.config.get("max_in_flight")
+    if job.config.get("serial") or job.config.get("serial_groups"):
+        return n or 1
+    return n or None
+
+
+def _start_pending(s: Session, now: float) -> list[JobBuildRow]:
+    rows = s.execute(select(JobBuildRow, JobRow, PipelineRow).join(JobRow, JobBuildRow.job_id == JobRow.id)
+                     .join(PipelineRow, JobRow.pipeline_id == PipelineRow.id)
+                     .where(JobBuildRow.status.in_([str(JobBuildStatus.pending), str(JobBuildStatus.started)]))
+                     .order_by(JobBuildRow.id)).all()
+    running_job: dict[int, int] = {}
+    running_group: dict[tuple[int, str], int] = {}
+    for jb, job, p in rows:
+        if jb.status == JobBuildStatus.started:
+            running_job[job.id] = running_job.get(job.id, 0) + 1
+            for g in job.config.get("serial_groups") or []:
+                running_group[(p.id, g)] = running_group.get((p.id, g), 0) + 1
+    started = []
+    blocked: set[tuple[int, str]] = set()  # a group whose oldest pending build waits: later ones wait too
+    for jb, job, p in rows:
+        if jb.status != JobBuildStatus.pending or p.paused or job.paused or p.archived:
+            continue
+        limit = _limits(job)
+        if limit is not None and running_job.get(job.id, 0) >= limit:
+            continue
+        groups = [(p.id, g) for g in job.config.get("serial_groups") or []]
+        if any(g in blocked or running_group.get(g, 0) >= (limit or 1) for g in groups):
+            blocked.update(groups)
+            continue
+        jb.status, jb.started_at = str(JobBuildStatus.started), now
+        running_job[job.id] = running_job.get(job.id, 0) + 1
+        for g in groups:
+            running_group[g] = running_group.get(g, 0) + 1
+        LOG.info("job build started", pipeline=p.name, job=job.name, build=jb.name)
+        started.append(jb)
+    return started
+
+
+def tick(s: Session, now: float, web: WebHost) -> int:
+    """One round: starts what may start, walks every started build (and, when builds ended, starts and walks
+    what they made room for). Returns how many builds were walked."""
+    walked = 0
+    for _ in range(2):
+        _start_pending(s, now)
+        n, ended = _walk_started(s, now, web)
+        walked += n
+        if not ended:
+            break
+    return walked
+
+
+def _walk_started(s: Session, now: float, web: WebHost) -> tuple[int, int]:
+    ended = 0
+    active = s.execute(select(JobBuildRow, JobRow, PipelineRow).join(JobRow, JobBuildRow.job_id == JobRow.id)
+                       .join(PipelineRow, JobRow.pipeline_id == PipelineRow.id)
+                       .where(JobBuildRow.status == str(JobBuildStatus.started)).order_by(JobBuildRow.id)
+                       .with_for_update(skip_locked=True, of=JobBuildRow)).all()
+    for jb, job, p in active:
+        try:
+            with s.begin_nested():
+                Walk(s, jb, job, p, now, web).run()
+        except Exception as e:  # noqa: BLE001 - one build's bug must not stop every other build's plan
+            LOG.exception("walking the plan failed", pipeline=p.name, job=job.name, build=jb.name)
+            s.refresh(jb)
+            pipelines.finish(jb, JobBuildStatus.errored, now, f"internal error walking the plan: {type(e).__name__}: {e}")
+            for b in pipelines.step_builds(s, jb):
+                builds.abort(s, b, now)
+        ended += jb.status in pipelines.TERMINAL_S
+    return len(active), ended
+
+
+# --- walking one build's plan ---------------------------------------------------------------------------
+class Walk:
+    """One pass over a started build's plan (state in `jb.state`: steps by path, artifacts and vars by scope)."""
+
+    def __init__(self, s: Session, jb: JobBuildRow, job: JobRow, p: PipelineRow, now: float, web: WebHost) -> None:
+        self.s, self.jb, self.job, self.p, self.now, self.web = s, jb, job, p, now, web
+        state = json.loads(json.dumps(jb.state or {}))
+        self.steps: dict[str, dict[str, Any]] = state.setdefault("steps", {})
+        self.artifacts: dict[str, dict[str, list[Any]]] = state.setdefault("artifacts", {})
+        self.vars: dict[str, dict[str, Any]] = state.setdefault("vars", {})
+        self.state = state
+        self.log = LOG.bind(pipeline=p.name, job=job.name, build=jb.name)
+
+    def run(self) -> Result:
+        r = self.step(self.jb.plan, "plan", Env(cancelled=self.jb.abort_requested))
+        if self.state != self.jb.state:
+            self.jb.state = self.state
+            flag_modified(self.jb, "state")
+        if r is not None:
+            pipelines.finish(self.jb, JobBuildStatus(r), self.now, self._first_reason(r))
+        return r
+
+    def _first_reason(self, r: str) -> str:
+        if r == SUCCEEDED:
+            return ""
+        for path, st in self.steps.items():
+            if st.get("result") == r and st.get("reason"):
+                return f"{st.get('name') or path.split('#')[0]}: {st['reason']}"
+        return ""
+
+    # modifiers -----------------------------------------------------------------------------------------
+    def step(self, step: dict[str, Any], path: str, env: Env) -> Result:
+        return self._layer(step, path, env, 0)
+
+    def _layer(self, step: dict[str, Any], path: str, env: Env, i: int) -> Result:
+        layer = LAYERS[i]
+        if layer == "step":
+            return self._core(step, path, env)
+        if layer in HOOK_KEYS:
+            hook = step.get(layer)
+            if not hook:
+                return self._layer(step, path, env, i + 1)
+            r = self._layer(step, path, env, i + 1)
+            if r is None:
+                return None
+            return self._hook(layer, hook, r, f"{path}/{layer}", env)
+        if layer == "across":
+            return self._across(step, path, env, i) if step.get("across") else self._layer(step, path, env, i + 1)
+        if layer == "attempts":
+            n = step.get("attempts") or 1
+            return self._attempts(step, path, env, i, int(n)) if n != 1 else self._layer(step, path, env, i + 1)
+        assert layer == "timeout"
+        return self._timeout(step, path, env, i) if step.get("timeout") else self._layer(step, path, env, i + 1)
+
+    def _hook(self, kind: str, hook: dict[str, Any], r: str, path: str, env: Env) -> Result:
+        runs = {"on_success": r == SUCCEEDED, "on_failure": r == FAILED, "on_error": r == ERRORED,
+                "on_abort": r == ABORTED, "ensure": True}[kind]
+        if not runs:
+            return r
+        hook_env = replace(env, cancelled=False) if kind in ("ensure", "on_abort") else env
+        hr = self.step(hook, path, hook_env)
+        if hr is None:
+            return None
+        if kind == "on_success":
+            return hr  # the hook's failure is the step's (and a failing on_success hook triggers on_failure)
+        if kind == "ensure":
+            return hr if r == SUCCEEDED and hr != SUCCEEDED else r
+        return ERRORED if hr == ERRORED and r != ABORTED else r
+
+    def _memo(self, key: str) -> dict[str, Any]:
+        return self.steps.setdefault(key, {})
+
+    def _attempts(self, step: dict[str, Any], path: str, env: Env, i: int, n: int) -> Result:
+        st = self._memo(f"{path}#attempts")
+        while True:
+            k = st.setdefault("attempt", 1)
+            r = self._layer(step, f"{path}/attempt/{k}", env, i + 1)
+            if r in (FAILED, ERRORED) and k < n and not env.cancelled:
+                st["attempt"] = k + 1
+                self.log.info("retrying step", path=path, attempt=k + 1, of=n, previous=r)
+                continue
+            return r
+
+    def _timeout(self, step: dict[str, Any], path: str, env: Env, i: int) -> Result:
+        st = self._memo(f"{path}#timeout")
+        since = st.setdefault("since", self.now)
+        try:
+            limit = parse_duration(str(step["timeout"]))
+        except ValueError as e:
+            return self._set(self._memo(path), ERRORED, f"timeout: {e}")
+        if not st.get("timed_out") and self.now - since >= limit:
+            st["timed_out"] = True
+            self.log.info("step timed out", path=path, timeout=step["timeout"])
+        r = self._layer(step, path, replace(env, cancelled=True) if st.get("timed_out") else env, i + 1)
+        if r is not None and st.get("timed_out") and r != SUCCEEDED and not self.jb.abort_requested:
+            st["reason"], st["result"] = f"timeout exceeded ({step['timeout']})", FAILED
+            return FAILED
+        return r
+
+    def _across(self, step: dict[str, Any], path: str, env: Env, i: int) -> Result:
+        st = self._memo(f"{path}#across")
+        specs = step["across"]
+        try:
+            values = [self._resolve(v.get("values"), env) for v in specs]
+        except StepError as e:
+            return self._set(st, ERRORED, str(e))
+        bad = [spec["var"] for spec, v in zip(specs, values, strict=True) if not isinstance(v, list)]
+        if bad:
+            return self._set(st, ERRORED, f"across: values of {', '.join(bad)} must be a list")
+        combos = list(itertools.product(*values))
+        limits = [spec.get("max_in_flight", 1) for spec in specs]
+        limit = None if "all" in limits else max(int(x) for x in limits)
+        fail_fast = bool(step.get("fail_fast"))
+        results: list[Result] = []
+        running = 0
+        stop = env.cancelled
+        for n, combo in enumerate(combos):
+            child = f"{path}/across/{n}"
+            started = child in st.setdefault("started", [])
+            if not started:
+                if stop or (limit is not None and running >= limit):
+                    results.append("not-started")
+                    continue
+                st["started"].append(child)
+                self.vars.setdefault(child, {}).update({spec["var"]: v for spec, v in zip(specs, combo, strict=True)})
+            r = self._layer(step, child, env.child(child), i + 1)
+            results.append(r)
+            if r is None:
+                running += 1
+            elif r in (FAILED, ERRORED) and fail_fast:
+                stop = True
+                env = replace(env, cancelled=True)
+        if any(r is None for r in results) or ("not-started" in results and not stop):
+            return None
+        return _aggregate([ABORTED if r == "not-started" and env.cancelled else r for r in results
+                           if r != "not-started" or env.cancelled])
+
+    # the steps themselves ------------------------------------------------------------------------------
+    def _set(self, st: dict[str, Any], result: str, reason: str = "") -> str:
+        st["result"] = result
+        if reason:
+            st["reason"] = reason
+        self.log.info("step finished", step=st.get("name"), kind=st.get("kind"), result=result, reason=reason or None)
+        return result
+
+    def _core(self, step: dict[str, Any], path: str, env: Env) -> Result:
+        st = self.steps.get(path)
+        if st is not None and st.get("result"):
+            return str(st["result"])
+        if "do" in step:
+            return self._sequence(step["do"], path, env)
+        if "in_parallel" in step:
+            return self._parallel(step, path, env)
+        if "try" in step:
+            r = self.step(step["try"], f"{path}/try", env)
+            return None if r is None else (ABORTED if r == ABORTED else SUCCEEDED)
+        kind = next((k for k in ("task", "get", "put", "load_var", "set_pipeline") if k in step), "unknown")
+        st = self.steps.setdefault(path, {"kind": kind, "name": str(step.get(kind, ""))})
+        if kind == "task":
+            return self._task(step, path, st, env)
+        if env.cancelled:
+            return self._set(st, ABORTED, "aborted before it started")
+        try:
+            if kind == "load_var":
+                return self._load_var(step, st, env)
+            if kind == "set_pipeline":
+                return self._set_pipeline(step, st, env)
+        except StepError as e:
+            return self._set(st, ERRORED, str(e))
+        if kind in ("get", "put"):
+            return self._set(st, ERRORED, f"{kind} steps need resources, which this web does not run yet "
+                                          f"(resource {step.get('resource') or step.get(kind)!r})")
+        return self._set(st, ERRORED, f"unknown step (keys: {', '.join(sorted(step))})")
+
+    def _sequence(self, children: Sequence[dict[str, Any]], path: str, env: Env) -> Result:
+        for n, child in enumerate(children):
+            r = self.step(child, f"{path}/{n}", env)
+            if r != SUCCEEDED:
+                return r
+        return SUCCEEDED
+
+    def _parallel(self, step: dict[str, Any], path: str, env: Env) -> Result:
+        spec = step["in_parallel"]
+        children = spec if isinstance(spec, list) else list(spec.get("steps") or [])
+        limit = None if isinstance(spec, list) else spec.get("limit")
+        fail_fast = False if isinstance(spec, list) else bool(spec.get("fail_fast"))
+        st = self._memo(f"{path}#in_parallel")
+        started: list[int] = st.setdefault("started", [])
+        results: list[Result] = []
+        running, stop = 0, bool(st.get("stopped"))
+        child_env = replace(env, cancelled=True) if stop else env
+        for n, child in enumerate(children):
+            if n not in started:
+                if stop or env.cancelled or (limit and running >= limit):
+                    results.append("not-started")
+                    continue
+                started.append(n)
+            r = self.step(child, f"{path}/{n}", child_env)
+            results.append(r)
+            if r is None:
+                running += 1
+            elif r in (FAILED, ERRORED) and fail_fast and not stop:
+                stop = st["stopped"] = True
+                child_env = replace(env, cancelled=True)
+        if any(r is None for r in results):
+            return None
+        if "not-started" in results and not (stop or env.cancelled):
+            return None
+        return _aggregate([ABORTED if r == "not-started" and env.cancelled else r for r in results
+                           if r != "not-started" or env.cancelled])
+
+    # task --------------------------------------------------------------------------------------------------
+    def _task(self, step: dict[str, Any], path: str, st: dict[str, Any], env: Env) -> Result:
+        if "build" not in st:
+            if env.cancelled:
+                return self._set(st, ABORTED, "aborted before it started")
+            try:
+                st["build"] = self._start_task(step, path, env)
+            except StepError as e:
+                return self._set(st, ERRORED, str(e))
+            return None
+        b = self.s.get(BuildRow, st["build"])
+        if b is None:
+            return self._set(st, ERRORED, f"its build {st['build']} is gone")
+        if env.cancelled and b.status not in TERMINAL_S and not st.get("abort_sent"):
+            builds.abort(self.s, b, self.now)
+            st["abort_sent"] = True
+        if b.status not in TERMINAL_S:
+            return None
+        if b.status == BuildStatus.succeeded:
+            mapping = step.get("output_mapping") or {}
+            scope = self.artifacts.setdefault(env.scopes[0], {})
+            for out in b.outputs:
+                scope[mapping.get(out, out)] = [b.id, "outputs", out]
+        reason = b.reason or (f"exit code {b.exit_code}" if b.status == BuildStatus.failed else "")
+        return self._set(st, b.status, reason)
+
+    def _lookup_artifact(self, name: str, env: Env) -> list[Any] | None:
+        for scope in env.scopes:
+            if name in self.artifacts.get(scope, {}):
+                return self.artifacts[scope][name]
+        return None
+
+    def _lookup_var(self, ref: Reference, env: Env, extra: dict[str, Any] | None = None) -> tuple[bool, Any]:
+        if not ref.source and extra is not None:
+            found, value = lookup_in(extra, ref)
+            if found:
+                return found, value
+        if ref.local or not ref.source:
+            for scope in env.scopes:
+                found, value = lookup_in(self.vars.get(scope, {}), ref)
+                if found:
+                    return found, value
+        return False, None
+
+    def _resolve(self, data: Any, env: Env, extra: dict[str, Any] | None = None) -> Any:
+        try:
+            return resolve(data, lambda ref: self._lookup_var(ref, env, extra))
+        except UnresolvedVars as e:
+            raise StepError(f"undefined vars {e}: not set when the pipeline was set (-v/-y/-l) nor by a "
+                            "load_var or across step, and this web has no credential manager") from None
+        except ValueError as e:
+            raise StepError(str(e)) from None
+
+    def _read(self, file: str, env: Env, what: str) -> tuple[str, bytes]:
+        """A file `ARTIFACT/path` from an earlier step's artifact: (the path as written, its bytes)."""
+        name, _, member = file.partition("/")
+        ref = self._lookup_artifact(name, env)
+        if ref is None or not member:
+            raise StepError(f"{what} {file!r}: no earlier step produced an artifact named {name!r}"
+                            if ref is None else f"{what} {file!r}: expected ARTIFACT/path")
+        try:
+            return file, self.web.artifacts.read_file((ref[0], ref[1], ref[2]), member)
+        except (OSError, ValueError) as e:
+            raise StepError(f"{what} {file!r}: {e}") from None
+
+    def _task_config(self, step: dict[str, Any], env: Env) -> TaskConfig:
+        step_vars = self._resolve(step.get("vars") or {}, env)
+        if step.get("file"):
+            filename, raw = self._read(self._resolve(step["file"], env), env, "file")
+            text = raw.decode("utf-8", "replace")
+            try:
+                if "((" not in text:
+                    return load_task_config(text, filename)
+                data = yaml.safe_load(text)
+            except TaskConfigError as e:
+                raise StepError(str(e)) from None
+            except yaml.YAMLError as e:
+                raise StepError(f"{filename}: {e}") from None
+            if not isinstance(data, dict):
+                raise StepError(f"{filename}: a task config is a mapping")
+            config, filename = self._resolve(data, env, step_vars), filename
+        else:
+            config, filename = self._resolve(step.get("config") or {}, env, step_vars), f"task {step['task']}"
+        try:
+            return parse_task_config(config, filename)
+        except TaskConfigError as e:
+            raise StepError(str(e)) from None
+
+    def _start_task(self, step: dict[str, Any], path: str, env: Env) -> int:
+        if step.get("image"):
+            raise StepError(f"image: {step['image']!r} (an artifact as the task's image) is not supported yet: "
+                            "use the task config's image_resource")
+        cfg = self._task_config(step, env)
+        overrides: dict[str, Any] = {}
+        if step.get("params"):
+            overrides["params"] = {**cfg.params, **self._resolve(step["params"], env)}
+        if step.get("container_limits"):
+            overrides["container_limits"] = self._resolve(step["container_limits"], env)
+        if overrides:
+            try:
+                cfg = parse_task_config({**cfg.model_dump(mode="json", exclude_none=True), **overrides},
+                                        f"task {step['task']}")
+            except TaskConfigError as e:
+                raise StepError(str(e)) from None
+        mapping = step.get("input_mapping") or {}
+        inputs, missing = {}, []
+        for i in cfg.inputs:
+            art = mapping.get(i.name, i.name)
+            ref = self._lookup_artifact(art, env)
+            if ref is not None:
+                inputs[i.name] = ref
+            elif not i.optional:
+                missing.append(art if art == i.name else f"{art} (as {i.name})")
+        if missing:
+            raise StepError(f"missing inputs: {', '.join(missing)} (no earlier step produced them)")
+        tags = list(self._resolve(step.get("tags") or [], env))
+        config = cfg.model_dump(mode="json")
+        try:
+            req = BuildCreate(config=yaml.safe_dump(config, sort_keys=False),
+                              config_filename=f"{self.job.name}/{step['task']}"[:512], inputs=list(inputs), tags=tags,
+                              team=self.p.team, privileged=bool(step.get("privileged")),
+                              cache_key=re.sub(r"[^A-Za-z0-9._:-]", "_", f"job-{self.job.id}-{step['task']}")[:128])
+        except ValidationError as e:
+            raise StepError("; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())) from None
+        settings = self.web.settings
+        b = builds.create(self.s, req, config, self.now, settings.requeue_budget, settings.runtime,
+                          settings.kubernetes_tag)
+        b.job_build_id, b.step_path, b.step_name = self.jb.id, path, str(step["task"])
+        for name, ref in inputs.items():
+            try:
+                self.web.artifacts.link((ref[0], ref[1], ref[2]), b.id, "inputs", name)
+            except OSError as e:
+                raise StepError(f"input {name!r}: {e}") from None
+        b.inputs = list(inputs)
+        builds.start(self.s, b, self.now)
+        self.log.info("task step started", step=step["task"], path=path, build_id=b.id)
+        return b.id
+
+    # load_var, set_pipeline ------------------------------------------------------------------------------
+    def _load_var(self, step: dict[str, Any], st: dict[str, Any], env: Env) -> str:
+        file = self._resolve(step["file"], env)
+        _, raw = self._read(file, env, "load_var file")
+        fmt = step.get("format") or ("json" if file.endswith(".json") else
+                                     "yaml" if file.endswith((".yml", ".yaml")) else "trim")
+        text = raw.decode("utf-8", "replace")
+        try:
+            value: Any = (json.loads(text) if fmt == "json" else yaml.safe_load(text) if fmt in ("yaml", "yml")
+                          else text.strip() if fmt == "trim" else text)
+        except (ValueError, yaml.YAMLError) as e:
+            raise StepError(f"load_var {step['load_var']}: {file} is not {fmt}: {e}") from None
+        self.vars.setdefault(env.scopes[0], {})[step["load_var"]] = value
+        return self._set(st, SUCCEEDED)
+
+    def _set_pipeline(self, step: dict[str, Any], st: dict[str, Any], env: Env) -> str:
+        from airside.pipeline import StaticVars, VarFlagError, load_pipeline_config
+
+        name = self._resolve(step["set_pipeline"], env)
+        name = self.p.name if name == "self" else name
+        team = step.get("team")
+        if team and team != self.p.team:
+            raise StepError(f"set_pipeline: setting team {team!r}'s pipelines from team {self.p.team!r} is not supported")
+        if step.get("instance_vars"):
+            raise StepError("set_pipeline: instance_vars (instanced pipelines) are not supported")
+        filename, raw = self._read(self._resolve(step["file"], env), env, "set_pipeline file")
+        files = [(f, self._read(f, env, "var_files")[1].decode()) for f in self._resolve(step.get("var_files") or [], env)]
+        try:
+            static = StaticVars.from_flags(load_vars_from=files)
+        except (VarFlagError, TaskConfigError) as e:
+            raise StepError(f"set_pipeline {name}: {e}") from None
+        static.flags = self._resolve(step.get("vars") or {}, env)
+        text = raw.decode("utf-8", "replace")
+        try:
+            loaded = load_pipeline_config(text, filename, static)
+        except PipelineConfigError as e:
+            raise StepError(f"set_pipeline {name}: " + "; ".join(str(p) for p in e.problems)) from None
+        row, created, changed = pipelines.set_config(self.s, self.p.team, name, loaded.data, text, self.now)
+        if created:
+            row.paused = False  # as Concourse: a pipeline set by a build runs at once
+        st["reason"] = f"{'created' if created else 'updated' if changed else 'unchanged'} {name} v{row.version}"
+        return self._set(st, SUCCEEDED)
+
+
+def _aggregate(results: Sequence[Result]) -> str:
+    if ERRORED in results:
+        return ERRORED
+    if FAILED in results:
+        return FAILED
+    if ABORTED in results:
+        return ABORTED
+    return SUCCEEDED
