@@ -125,6 +125,9 @@ class BuildCreate(Strict):
     team: Name | None = None
     cache_key: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{0,128}$")] = ""
     privileged: bool = False  # run the task privileged (fly execute -p); the runtime's operator must allow it
+    # fly execute -j PIPELINE/JOB: task inputs not uploaded are the artifacts of that name the job's latest
+    # succeeded build made
+    inputs_from: Annotated[str, StringConstraints(pattern=r"^[^/\s]{1,128}/[^/\s]{1,128}$")] | None = None
 
 
 class Build(Strict):

@@ -32,7 +32,7 @@ from airside.core.schemas import (
     ReaperReport,
 )
 from airside.task import TaskConfigError, load_task_config
-from airside.web import builds, gc, registry
+from airside.web import builds, gc, pipelines, registry
 from airside.web.artifacts import ENCODINGS, TooLarge
 from airside.web.auth import Principal, require_operator, require_self
 from airside.web.db import BuildRow
@@ -71,10 +71,34 @@ def create_build(req: BuildCreate, p: Caller, web: WebDep) -> Build:
     with web.tx() as s:
         b = builds.create(s, req, config.model_dump(mode="json"), web.clock(), web.settings.requeue_budget,
                           web.settings.runtime, web.settings.kubernetes_tag)
-        if not config.inputs or all(i.optional for i in config.inputs) and not req.inputs:
+        if req.inputs_from:
+            _inputs_from(s, web, b, req, [i.name for i in config.inputs])
+        if not req.inputs and (not config.inputs or req.inputs_from or all(i.optional for i in config.inputs)):
             builds.start(s, b, web.clock())
             web.wake_scheduler()
         return builds.view(b)
+
+
+def _inputs_from(s: Session, web: Web, b: BuildRow, req: BuildCreate, names: list[str]) -> None:
+    """fly execute -j: the task inputs the client does not upload come from the job's latest succeeded build
+    (linked in web's artifact store); 422 naming what that build did not make."""
+    assert req.inputs_from is not None
+    pipeline, job = req.inputs_from.split("/", 1)
+    p = pipelines.get(s, req.team or "main", pipeline)
+    jb, artifacts = pipelines.latest_artifacts(s, pipelines.get_job(s, p, job))
+    if jb is None:
+        raise HTTPException(422, f"-j {req.inputs_from}: the job has no succeeded build to take inputs from")
+    wanted = [n for n in names if n not in req.inputs]
+    missing = [n for n in wanted if n not in artifacts]
+    if missing:
+        raise HTTPException(422, f"-j {req.inputs_from}: build #{jb.name} made no artifact named {', '.join(missing)} "
+                                 f"(it made: {', '.join(sorted(artifacts)) or 'none'}); upload them with -i")
+    for name in wanted:
+        try:
+            web.artifacts.link(artifacts[name], b.id, "inputs", name)
+        except OSError as e:
+            raise HTTPException(422, f"-j {req.inputs_from}: input {name!r}: {e}") from e
+        builds.input_uploaded(s, b, name)
 
 
 @endpoint(router, routes.LIST_BUILDS)

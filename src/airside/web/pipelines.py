@@ -239,3 +239,14 @@ def build_view(s: Session, p: PipelineRow, j: JobRow, b: JobBuildRow) -> JobBuil
     return JobBuild(id=b.id, team=p.team, pipeline=p.name, job=j.name, name=b.name, number=b.number,
                     rerun_of=b.rerun_of, status=JobBuildStatus(b.status), reason=b.reason, created_by=b.created_by,
                     created_at=b.created_at, started_at=b.started_at, finished_at=b.finished_at, steps=steps)
+
+
+def latest_artifacts(s: Session, j: JobRow) -> tuple[JobBuildRow | None, dict[str, tuple[int, str, str]]]:
+    """The job's latest succeeded build and the artifacts its plan registered at the top level (name →
+    (build id, kind, name) in web's artifact store): what `airside execute -j PIPELINE/JOB` takes inputs from."""
+    b = s.scalar(select(JobBuildRow).where(JobBuildRow.job_id == j.id, JobBuildRow.status == str(JobBuildStatus.succeeded))
+                 .order_by(JobBuildRow.id.desc()).limit(1))
+    if b is None:
+        return None, {}
+    found = (b.state or {}).get("artifacts", {}).get("", {})
+    return b, {name: (int(ref[0]), str(ref[1]), str(ref[2])) for name, ref in found.items()}
