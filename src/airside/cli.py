@@ -66,6 +66,18 @@ SUBSYSTEM_COMMANDS = {
     "render": "airside.packaging.commands:render",
     "fetch-inputs": "airside.pod_steps:fetch_inputs",
     "upload-outputs": "airside.pod_steps:upload_outputs",
+    "set-pipeline": "airside.pipeline_cli:set_pipeline",
+    "pipelines": "airside.pipeline_cli:list_pipelines",
+    "get-pipeline": "airside.pipeline_cli:get_pipeline",
+    "destroy-pipeline": "airside.pipeline_cli:destroy_pipeline",
+    "pause-pipeline": "airside.pipeline_cli:pause_pipeline",
+    "unpause-pipeline": "airside.pipeline_cli:unpause_pipeline",
+    "pause-job": "airside.pipeline_cli:pause_job",
+    "unpause-job": "airside.pipeline_cli:unpause_job",
+    "jobs": "airside.pipeline_cli:list_jobs",
+    "trigger-job": "airside.pipeline_cli:trigger_job",
+    "watch": "airside.pipeline_cli:watch",
+    "rerun-build": "airside.pipeline_cli:rerun_build",
 }
 
 
@@ -257,12 +269,28 @@ def validate_pipeline(config: Path, var: tuple[str, ...], yaml_var: tuple[str, .
     click.echo("looks good")
 
 
+def _job_arg(value: str | None) -> tuple[str, str] | None:
+    if value is None:
+        return None
+    from airside.pipeline_cli import parse_job
+
+    return parse_job(value)
+
+
 @main.command()
 @settings_options(CLIENT)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("-n", "--count", default=50, show_default=True, help="How many recent builds.")
-def builds(as_json: bool, count: int, **kwargs: Any) -> None:
-    """List recent builds with their phase timestamps."""
+@click.option("-j", "--job", "job", default=None, metavar="PIPELINE/JOB", callback=lambda _c, _p, v: _job_arg(v),
+              help="List this job's builds instead of one-off builds.")
+@click.option("--team", default="main", show_default=True, help="The team of -j's pipeline.")
+def builds(as_json: bool, count: int, job: tuple[str, str] | None, team: str, **kwargs: Any) -> None:
+    """List recent one-off builds with their phase timestamps, or (-j PIPELINE/JOB) a job's builds."""
+    if job is not None:
+        from airside.pipeline_cli import print_job_builds
+
+        print_job_builds(kwargs, team, job, count, as_json)
+        return
     settings, _ = _pop_settings(kwargs)
     try:
         with client_for(settings) as c:
@@ -287,9 +315,22 @@ def builds(as_json: bool, count: int, **kwargs: Any) -> None:
 
 @main.command(name="abort-build")
 @settings_options(CLIENT)
-@click.argument("build_id", type=int)
-def abort_build(build_id: int, **kwargs: Any) -> None:
-    """Abort a build: queued builds end at once, running ones are stopped by their worker."""
+@click.argument("build_id", type=int, required=False)
+@click.option("-j", "--job", "job", default=None, metavar="PIPELINE/JOB", callback=lambda _c, _p, v: _job_arg(v),
+              help="Abort a build of this job (with -b) instead of a one-off build.")
+@click.option("-b", "--build", "build", default=None, metavar="NAME", help="The job build to abort (with -j).")
+@click.option("--team", default="main", show_default=True, help="The team of -j's pipeline.")
+def abort_build(build_id: int | None, job: tuple[str, str] | None, build: str | None, team: str,
+                **kwargs: Any) -> None:
+    """Abort a build: `abort-build BUILD_ID` (a one-off build) or `abort-build -j PIPELINE/JOB -b NAME`.
+    Queued builds end at once, running ones are stopped by their worker."""
+    if job is not None and build is not None and build_id is None:
+        from airside.pipeline_cli import abort_job_build
+
+        abort_job_build(kwargs, team, job, build)
+        return
+    if build_id is None or job is not None or build is not None:
+        raise click.UsageError("give either BUILD_ID (a one-off build) or -j PIPELINE/JOB -b NAME (a job build)")
     settings, _ = _pop_settings(kwargs)
     try:
         with client_for(settings) as c:

@@ -14,7 +14,20 @@ import httpx
 
 from airside.config import env_name
 from airside.core import routes
-from airside.core.schemas import Build, BuildCreate, Heartbeat, Worker, WorkerObject, WorkerRegistration
+from airside.core.schemas import (
+    Build,
+    BuildCreate,
+    Heartbeat,
+    Job,
+    JobBuild,
+    Pipeline,
+    PipelineConfigView,
+    PipelineSet,
+    PipelineSetResult,
+    Worker,
+    WorkerObject,
+    WorkerRegistration,
+)
 
 
 class WebError(Exception):
@@ -35,12 +48,15 @@ class WebUnreachable(WebError):
 
 
 def problem_detail(resp: httpx.Response) -> str:
-    """The message of an error response (FastAPI `detail`, validation errors joined by field)."""
+    """The message of an error response (FastAPI `detail`, validation errors joined by field; a list of
+    problems, as set-pipeline's 422 has, one per line)."""
     try:
         detail = resp.json().get("detail", resp.text)
     except ValueError:
         detail = resp.text
-    if isinstance(detail, list):  # FastAPI validation errors
+    if isinstance(detail, list) and all(isinstance(d, str) for d in detail):
+        detail = "\n".join(detail)
+    elif isinstance(detail, list):  # FastAPI validation errors
         detail = "; ".join(f"{'.'.join(str(x) for x in d.get('loc', []))}: {d.get('msg')}" for d in detail)
     return str(detail)
 
@@ -155,23 +171,100 @@ class WebClient:
 
     def events(self, build_id: int, after: int = -1) -> Iterator[dict]:
         """Follows a build's server-sent events until the build ends (reconnecting where it left off)."""
+        cursor = {"after": after}
+        for kind, data in self._follow(routes.BUILD_EVENTS.url(build_id=str(build_id)), cursor):
+            if kind == "end":
+                yield {"kind": "end", **data}
+                return
+            cursor["after"] = data["seq"]
+            yield data
+
+    def _follow(self, url: str, params: dict) -> Iterator[tuple[str, dict]]:
+        """(event, data) of a server-sent event stream; on a lost connection it follows again with `params`
+        as the caller has updated them by then (the caller returns at its end event)."""
         while True:
             try:
-                with self.http.stream("GET", routes.BUILD_EVENTS.url(build_id=str(build_id)), params={"after": after},
-                                      timeout=httpx.Timeout(30.0, read=60.0)) as resp:
+                with self.http.stream("GET", url, params=params, timeout=httpx.Timeout(30.0, read=60.0)) as resp:
                     if resp.status_code >= 400:
                         resp.read()
                         raise WebError(resp.status_code, f"web said {resp.status_code}: {problem_detail(resp)}")
-                    kind = None
+                    kind = "message"
                     for line in resp.iter_lines():
                         if line.startswith("event: "):
                             kind = line[7:]
                         elif line.startswith("data: "):
-                            data = json.loads(line[6:])
-                            if kind == "end":
-                                yield {"kind": "end", **data}
-                                return
-                            after = data["seq"]
-                            yield data
+                            yield kind, json.loads(line[6:])
             except (httpx.TransportError, httpx.StreamError):
                 time.sleep(1.0)  # web restarting: follow again from the last event seen
+
+    # pipelines ------------------------------------------------------------------------------------------
+    def pipelines(self, team: str) -> list[Pipeline]:
+        return [Pipeline.model_validate(p) for p in self.call(routes.LIST_PIPELINES, team=team)]
+
+    def pipeline(self, team: str, name: str) -> Pipeline:
+        return Pipeline.model_validate(self.call(routes.GET_PIPELINE, team=team, pipeline=name))
+
+    def pipeline_config(self, team: str, name: str) -> PipelineConfigView:
+        return PipelineConfigView.model_validate(self.call(routes.GET_PIPELINE_CONFIG, team=team, pipeline=name))
+
+    def set_pipeline(self, team: str, name: str, req: PipelineSet) -> PipelineSetResult:
+        return PipelineSetResult.model_validate(self.call(routes.SET_PIPELINE, json=req.model_dump(mode="json"),
+                                                          team=team, pipeline=name))
+
+    def destroy_pipeline(self, team: str, name: str) -> None:
+        self.call(routes.DESTROY_PIPELINE, team=team, pipeline=name)
+
+    def pause_pipeline(self, team: str, name: str) -> Pipeline:
+        return Pipeline.model_validate(self.call(routes.PAUSE_PIPELINE, team=team, pipeline=name))
+
+    def unpause_pipeline(self, team: str, name: str) -> Pipeline:
+        return Pipeline.model_validate(self.call(routes.UNPAUSE_PIPELINE, team=team, pipeline=name))
+
+    def jobs(self, team: str, pipeline: str) -> list[Job]:
+        return [Job.model_validate(j) for j in self.call(routes.LIST_JOBS, team=team, pipeline=pipeline)]
+
+    def job(self, team: str, pipeline: str, job: str) -> Job:
+        return Job.model_validate(self.call(routes.GET_JOB, team=team, pipeline=pipeline, job=job))
+
+    def pause_job(self, team: str, pipeline: str, job: str) -> Job:
+        return Job.model_validate(self.call(routes.PAUSE_JOB, team=team, pipeline=pipeline, job=job))
+
+    def unpause_job(self, team: str, pipeline: str, job: str) -> Job:
+        return Job.model_validate(self.call(routes.UNPAUSE_JOB, team=team, pipeline=pipeline, job=job))
+
+    def job_builds(self, team: str, pipeline: str, job: str, limit: int = 50) -> list[JobBuild]:
+        return [JobBuild.model_validate(b) for b in self.call(routes.LIST_JOB_BUILDS, params={"limit": limit},
+                                                              team=team, pipeline=pipeline, job=job)]
+
+    def trigger_job(self, team: str, pipeline: str, job: str) -> JobBuild:
+        return JobBuild.model_validate(self.call(routes.TRIGGER_JOB, team=team, pipeline=pipeline, job=job))
+
+    def job_build(self, team: str, pipeline: str, job: str, build: str) -> JobBuild:
+        return JobBuild.model_validate(self.call(routes.GET_JOB_BUILD, team=team, pipeline=pipeline, job=job,
+                                                 build=build))
+
+    def rerun_build(self, team: str, pipeline: str, job: str, build: str) -> JobBuild:
+        return JobBuild.model_validate(self.call(routes.RERUN_JOB_BUILD, team=team, pipeline=pipeline, job=job,
+                                                 build=build))
+
+    def abort_job_build(self, team: str, pipeline: str, job: str, build: str) -> JobBuild:
+        return JobBuild.model_validate(self.call(routes.ABORT_JOB_BUILD, team=team, pipeline=pipeline, job=job,
+                                                 build=build))
+
+    def job_build_events(self, team: str, pipeline: str, job: str, build: str) -> Iterator[dict]:
+        """Follows every step of a job build: `{"kind": "step", ...}` as a step build appears, its events
+        (with `step` and `build_id`), and `{"kind": "end", "status": ...}` (reconnecting where it left off)."""
+        url = routes.JOB_BUILD_EVENTS.url(team=team, pipeline=pipeline, job=job, build=build)
+        last: dict[int, int] = {}
+        cursor = {"after": ""}
+        for kind, data in self._follow(url, cursor):
+            if kind == "end":
+                yield {"kind": "end", **data}
+                return
+            if kind == "step":
+                last.setdefault(data["build_id"], -1)
+                yield {"kind": "step", **data}
+            else:
+                last[data["build_id"]] = max(last.get(data["build_id"], -1), data["seq"])
+                yield data
+            cursor["after"] = ",".join(f"{b}:{seq}" for b, seq in sorted(last.items()))

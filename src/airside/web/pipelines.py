@@ -35,6 +35,8 @@ from airside.web.errors import Conflict, NotFound
 
 LOG = log.get("airside.web.pipelines")
 TERMINAL_S = {str(x) for x in JOB_BUILD_TERMINAL}
+ConfigData = dict[str, Any]
+"""A pipeline config as plain JSON data: `LoadedPipeline.data`, what `PipelineRow.config` stores."""
 
 
 # --- pipelines ----------------------------------------------------------------------------------------
@@ -56,7 +58,7 @@ def _job_plan(job: dict[str, Any]) -> dict[str, Any]:
             **{h: job[h] for h in ("on_success", "on_failure", "on_error", "on_abort", "ensure") if job.get(h)}}
 
 
-def set_config(s: Session, team: str, name: str, data: dict[str, Any], text: str, now: float,
+def set_config(s: Session, team: str, name: str, data: ConfigData, text: str, now: float,
                expected_version: int | None = None) -> tuple[PipelineRow, bool, bool]:
     """Creates or updates a pipeline from a validated config (`data`, see LoadedPipeline.data).
     Returns (row, created, changed). `expected_version` guards against a concurrent set (409)."""
