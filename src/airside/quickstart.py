@@ -1,5 +1,6 @@
 """`airside quickstart`: web on SQLite in data_dir plus one local worker, as child processes, then a
-sample task run once with `airside execute`.
+sample task run once with `airside execute` and a sample pipeline set and triggered (`set-pipeline`,
+`unpause-pipeline`, `trigger-job -w`).
 
 The worker uses the `process` runtime unless `--worker-runtime` is given: it needs no image, but it
 does not isolate tasks (the worker says so loudly). `--worker-runtime oci` needs root, runc and a
@@ -72,6 +73,53 @@ run:
 """
 
 
+SAMPLE_PIPELINE = """\
+# A sample Concourse-format pipeline: one job whose plan makes an artifact in two parallel steps and
+# hands it to a third; `airside trigger-job -j sample/hello -w` runs it and follows every step's log.
+jobs:
+- name: hello
+  plan:
+  - in_parallel:
+    - task: make-greeting
+      config:
+        platform: linux
+        rootfs_uri: /
+        outputs: [{name: greeting}]
+        run: {path: sh, args: [-c, 'echo "hello from a pipeline" > greeting/text']}
+    - task: say-when
+      config:
+        platform: linux
+        rootfs_uri: /
+        run: {path: sh, args: [-c, 'echo "started at $(date)"']}
+  - task: show-greeting
+    config:
+      platform: linux
+      rootfs_uri: /
+      inputs: [{name: greeting}]
+      run: {path: cat, args: [greeting/text]}
+    ensure:
+      task: tidy-up
+      config:
+        platform: linux
+        rootfs_uri: /
+        run: {path: echo, args: [an ensure hook runs whatever happened]}
+"""
+
+
+def run_sample_pipeline(settings: Settings, exe: list[str], env: dict[str, str]) -> int:
+    """Sets the sample pipeline, unpauses it and triggers its job, following the build (fly's verbs)."""
+    sample = settings.data_dir / "sample"
+    sample.mkdir(parents=True, exist_ok=True)
+    (sample / "pipeline.yml").write_text(SAMPLE_PIPELINE)
+    for args in (["set-pipeline", "-p", "sample", "-c", str(sample / "pipeline.yml"), "-n"],
+                 ["unpause-pipeline", "-p", "sample"]):
+        code = subprocess.call([*exe, *args], env=env)
+        if code != 0:
+            return code
+    print("running the sample pipeline: airside trigger-job -j sample/hello -w", flush=True)
+    return subprocess.call([*exe, "trigger-job", "-j", "sample/hello", "-w"], env=env)
+
+
 def _wait_worker(url: str, token: str, name: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -126,10 +174,14 @@ def run(settings: Settings) -> int:
                                                       env_name("worker_runtime"): runtime})
         worker = subprocess.Popen([*exe, "worker"], env=worker_env, start_new_session=True)
         _wait_worker(web_url, token, settings.worker_name, worker)
-        code = run_sample(settings, exe, {**os.environ, env_name("web_url"): web_url, env_name("token"): token})
+        client_env = {**os.environ, env_name("web_url"): web_url, env_name("token"): token}
+        code = run_sample(settings, exe, client_env)
         print(f"sample task exited with {code}", flush=True)
+        code = run_sample_pipeline(settings, exe, client_env)
+        print(f"sample pipeline exited with {code}", flush=True)
         print(f"\nairside is up\n  web:    {web_url}  (API docs: {web_url}/docs)\n  token:  {token}\n"
               f"  try:    AIRSIDE_TOKEN={token} AIRSIDE_WEB_URL={web_url} airside workers\n"
+              f"          AIRSIDE_TOKEN={token} AIRSIDE_WEB_URL={web_url} airside trigger-job -j sample/hello -w\n"
               f"  stop:   Ctrl-C (the worker retires, then web stops)\n", flush=True)
         while stopping["count"] == 0:
             if web.poll() is not None or worker.poll() is not None:

@@ -28,10 +28,17 @@ def test_quickstart_runs_web_and_a_worker_and_drains_on_ctrl_c(tmp_path: Path) -
         wait_for(running, 60, "the quickstart worker running")
         wait_for(lambda: "sample task exited with" in log.read_text(), 120, "the sample task")
         out = log.read_text()
-        assert f"web:    {url}" in out and f"token:  {token}" in out
         assert "hello from airside" in out and "input has: README" in out
         assert "sample task exited with 0" in out
         assert (tmp_path / "data" / "sample" / "output" / "ran-at").exists()  # the output came back
+        wait_for(lambda: "sample pipeline exited with" in log.read_text(), 120, "the sample pipeline")
+        out = log.read_text()
+        assert "sample pipeline exited with 0" in out
+        assert "hello from a pipeline" in out  # one step's output read by the next, through trigger-job -w
+        assert "an ensure hook runs whatever happened" in out
+        wait_for(lambda: "airside is up" in log.read_text(), 30, "the banner")
+        out = log.read_text()
+        assert f"web:    {url}" in out and f"token:  {token}" in out
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
         out = log.read_text()

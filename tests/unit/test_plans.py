@@ -129,14 +129,14 @@ def pipeline(*jobs: dict) -> str:
 
 def test_an_output_flows_to_the_next_step_and_the_build_succeeds(env):
     env.set(pipeline({"name": "j", "plan": [
-        task("make", config={"outputs": [{"name": "out"}]}),
+        task("make", config={"outputs": [{"name": "result"}]}, output_mapping={"result": "out"}),
         task("use", config={"inputs": [{"name": "built"}]}, input_mapping={"built": "out"}),
     ]}))
     env.trigger("j")
     env.tick()
     assert env.status("j") == "started"
     assert [b.step_name for b in env.steps("j")] == ["make"]  # `use` waits for `make`
-    env.finish_step("j", "make", outputs={"out": {"hello.txt": "hi"}})
+    env.finish_step("j", "make", outputs={"result": {"hello.txt": "hi"}})
     use = env.step("j", "use")
     assert use.inputs == ["built"]
     assert untar(env.host.artifacts.find(use.id, "inputs", "built")[0]) == {"hello.txt": "hi"}
@@ -221,8 +221,13 @@ def test_in_parallel_limit_and_fail_fast(env):
     env.run(env.step("j", "a").id, "failed")
     env.tick()
     env.tick()
-    assert env.step("j", "b").status == "aborted", "fail_fast aborts the running sibling"
+    b = env.step("j", "b")  # placed on the worker along with a (run() places every pending build)
+    assert b.status == "placed" and b.abort_requested, "fail_fast aborts the running sibling"
     assert "c" not in [x.step_name for x in env.steps("j")], "fail_fast starts nothing new"
+    assert env.status("j") == "started"  # until b has stopped
+    with env.tx() as s:
+        builds.finish(s, b.id, "w", FinishReport(attempt=1, status=BuildStatus.aborted), env.now)
+    env.tick()
     assert env.status("j") == "failed"
 
 
@@ -387,3 +392,25 @@ def test_step_builds_are_placed_by_the_usual_scheduler(env, tx):
         b = s.scalar(select(BuildRow))
         assert b.tags == ["gpu"] and b.status == "pending"
         assert builds.schedule(s, env.now, ttl=1e9, strategy="fewest-build-containers") == []  # w has no gpu tag
+
+
+def test_a_failing_on_success_hook_fails_the_step_and_triggers_on_failure(env):
+    env.set(pipeline({"name": "j", "plan": [task("a", on_success=task("notify"), on_failure=task("alarm"))]}))
+    env.trigger("j")
+    env.finish_step("j", "a")
+    env.finish_step("j", "notify", "failed")
+    env.finish_step("j", "alarm")
+    assert env.status("j") == "failed"
+    assert [b.step_name for b in env.steps("j")] == ["a", "notify", "alarm"]
+
+
+def test_a_bad_task_file_errors_the_step_naming_file_line_and_field(env):
+    env.set(pipeline({"name": "j", "plan": [
+        task("checkout", config={"outputs": [{"name": "repo"}]}),
+        {"task": "unit", "file": "repo/ci/unit.yml"},
+    ]}))
+    env.trigger("j")
+    env.finish_step("j", "checkout", outputs={"repo": {"ci/unit.yml": (
+        "platform: linux\nrootfs_uri: /\nrun:\n  path: sh\n  argz: [x]\n")}})
+    jb = env.job_build("j", "1")
+    assert jb.status == "errored" and "repo/ci/unit.yml:5" in jb.reason and "argz" in jb.reason, jb.reason

@@ -53,6 +53,8 @@ LOG = log.get("airside.web.plans")
 
 SUCCEEDED, FAILED, ERRORED, ABORTED = "succeeded", "failed", "errored", "aborted"
 Result = str | None  # one of the four, or None while the step still runs
+StepData = dict[str, Any]
+"""A step as stored in the pipeline config (plain data, already validated by airside.pipeline's schema)."""
 LAYERS = ("ensure", "on_error", "on_abort", "on_failure", "on_success", "across", "attempts", "timeout", "step")
 HOOK_KEYS = ("ensure", "on_error", "on_abort", "on_failure", "on_success")
 TERMINAL_S = {str(x) for x in TERMINAL}
@@ -178,7 +180,7 @@ class Walk:
         return ""
 
     # modifiers -----------------------------------------------------------------------------------------
-    def step(self, step: dict[str, Any], path: str, env: Env) -> Result:
+    def step(self, step: StepData, path: str, env: Env) -> Result:
         return self._layer(step, path, env, 0)
 
     def _layer(self, step: dict[str, Any], path: str, env: Env, i: int) -> Result:
