@@ -207,10 +207,12 @@ _worker_command("prune-worker", "Remove a stalled or landed worker from the regi
               help="Upload files .gitignore ignores too (by default a git work tree is uploaded as git sees it).")
 @click.option("-p", "--privileged", is_flag=True,
               help="Run the task privileged (the runtime's operator must allow it: allow_privileged_tasks).")
+@click.option("-j", "--inputs-from", "inputs_from", default=None, metavar="PIPELINE/JOB",
+              help="Inputs not given with -i come from the artifacts of this job's latest succeeded build.")
 @click.argument("args", nargs=-1, metavar="[-- ARGS...]")
 def execute(config: Path, inputs: tuple[str, ...], outputs: tuple[str, ...], build_tags: tuple[str, ...],
             input_mapping: tuple[str, ...], image: str | None, include_ignored: bool, privileged: bool,
-            args: tuple[str, ...], **kwargs: Any) -> None:
+            inputs_from: str | None, args: tuple[str, ...], **kwargs: Any) -> None:
     """Run a task once with local inputs, stream its logs, download its outputs; exits with the task's code.
     ARGS after `--` are appended to run.args; params that are null take their value from this environment."""
     from airside import execute as ex
@@ -221,7 +223,7 @@ def execute(config: Path, inputs: tuple[str, ...], outputs: tuple[str, ...], bui
         with client_for(settings) as c:
             code = ex.run(c, config, ex.parse_pairs(inputs, "input"), ex.parse_pairs(outputs, "output"),
                           list(build_tags), input_mapping=mapping, image=image, args=args,
-                          include_ignored=include_ignored, privileged=privileged)
+                          include_ignored=include_ignored, privileged=privileged, inputs_from=inputs_from)
     except WebError as e:
         _fail(e)
     sys.exit(code)

@@ -102,7 +102,9 @@ def _dir_size(p: Path) -> int:
 def run(client: WebClient, config_path: Path, inputs: dict[str, Path], outputs: dict[str, Path], tags: list[str],
         quiet_progress: bool = False, *, input_mapping: dict[str, str] | None = None, image: str | None = None,
         args: tuple[str, ...] = (), include_ignored: bool = False, privileged: bool = False,
-        environ: dict[str, str] | None = None) -> int:
+        environ: dict[str, str] | None = None, inputs_from: str | None = None) -> int:
+    if inputs_from is not None and inputs_from.count("/") != 1:
+        raise click.UsageError(f"-j {inputs_from}: expected PIPELINE/JOB")
     try:
         text = config_path.read_text()
     except OSError as e:
@@ -119,13 +121,13 @@ def run(client: WebClient, config_path: Path, inputs: dict[str, Path], outputs: 
             raise click.UsageError(f"-m {task_input}={given}: no -i {given}=DIR was given")
         inputs = {(task_input if k == given else k): v for k, v in inputs.items()}
     names = [i.name for i in config.inputs]
-    if not inputs and len(names) == 1:
+    if not inputs and len(names) == 1 and not inputs_from:
         inputs = {names[0]: Path(".")}  # as fly execute: a lone input defaults to the current directory
     unknown = sorted(set(inputs) - set(names))
     if unknown:
         raise click.UsageError(f"the task has no input named {', '.join(unknown)} (it has: {', '.join(names) or 'none'})")
     missing = [i.name for i in config.inputs if i.name not in inputs and not i.optional]
-    if missing:
+    if missing and not inputs_from:  # with -j, web takes them from the job's latest build (or says which it lacks)
         raise click.UsageError(f"missing required inputs: {', '.join(missing)} (pass -i NAME=DIR)")
     bad_out = sorted(set(outputs) - {o.name for o in config.outputs})
     if bad_out:
@@ -148,7 +150,8 @@ def run(client: WebClient, config_path: Path, inputs: dict[str, Path], outputs: 
     # caches belong to "this task": the same task file (by absolute path) shares its caches between runs
     cache_key = "execute-" + hashlib.sha256(str(config_path.resolve()).encode()).hexdigest()[:32]
     build = client.create_build(BuildCreate(config=sent, config_filename=config_path.name, inputs=sorted(inputs),
-                                            tags=tags, cache_key=cache_key, privileged=privileged))
+                                            tags=tags, cache_key=cache_key, privileged=privileged,
+                                            inputs_from=inputs_from))
     err.print(f"[dim]build {build.id} created[/dim]")
     with Progress(TextColumn("uploading {task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                   console=err, disable=quiet_progress, transient=True) as progress:

@@ -218,3 +218,29 @@ def test_abort_ends_every_running_step(web: WebProc, worker: WorkerProc, tmp_pat
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower(), \
             f"task process {pid} still runs after abort"
+
+
+def test_execute_takes_inputs_from_a_jobs_latest_build(web: WebProc, worker: WorkerProc, tmp_path: Path) -> None:
+    from tests.procs import run_cli
+
+    api = Api(web)
+    api.set({"jobs": [{"name": "build", "plan": [
+        task("compile", "echo 'built by the pipeline' > bin/app", outputs=[{"name": "bin"}])]}]})
+    task_file = tmp_path / "use.yml"
+    task_file.write_text(yaml.safe_dump(sh("cat bin/app; cat src/local", inputs=[{"name": "bin"}, {"name": "src"}])))
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "local").write_text("uploaded from here\n")
+    before = run_cli(web, "execute", "-c", str(task_file), "-j", "p/build", "-i", f"src={src}")
+    assert before.returncode != 0 and "no succeeded build" in before.stderr, before.stderr
+    api.wait("build", api.trigger("build"), "succeeded")
+    api.set({"jobs": [{"name": "build", "plan": [
+        task("compile", "echo 'a broken build' > bin/app; exit 1", outputs=[{"name": "bin"}])]}]})
+    api.wait("build", api.trigger("build"), "failed")  # the latest build failed: its artifacts are not used
+    r = run_cli(web, "execute", "-c", str(task_file), "-j", "p/build", "-i", f"src={src}")
+    assert r.returncode == 0, r.stderr
+    assert "built by the pipeline" in r.stdout and "uploaded from here" in r.stdout
+    other = tmp_path / "other.yml"
+    other.write_text(yaml.safe_dump(sh("true", inputs=[{"name": "nope"}])))
+    r = run_cli(web, "execute", "-c", str(other), "-j", "p/build")
+    assert r.returncode != 0 and "no artifact named nope" in r.stderr and "it made: bin" in r.stderr, r.stderr
