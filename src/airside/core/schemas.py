@@ -163,6 +163,8 @@ class Assignment(Strict):
     cache_key: str
     abort: bool = False
     privileged: bool = False
+    stdin: str | None = None  # a resource script's JSON request (check/in/out); tasks read nothing
+    resource_type: str = ""  # run in the rootfs of this resource type the worker offers (its registration)
 
 
 class Phase(StrEnum):

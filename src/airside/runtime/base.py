@@ -64,6 +64,7 @@ class ContainerSpec:
     limits: Limits = field(default_factory=Limits)
     privileged: bool = False
     image: str = ""  # a name for the image, used in error messages (e.g. an unknown run.user)
+    stdin: str | None = None  # what the process reads on stdin (a resource script's JSON request); else /dev/null
     network: str = "loopback"  # one of NETWORKS: "bridge": own namespace on the worker's CNI bridge (oci);
     # "loopback": own namespace with only lo; "host": the host's network
 

@@ -3,14 +3,16 @@
 
 A worker starts one shim per container in its own session, so the container outlives the worker.
 The shim reads `command.json` from the container's state dir, runs the command with stdin from
-/dev/null, copies its stdout and stderr into `output.log` as framed records, and when the command
+/dev/null (or from the file `stdin` names: a resource script's request), copies its stdout and stderr
+into `output.log` as framed records, and when the command
 has exited writes `exit.json` atomically. Stdlib only, so it starts fast and never depends on the
 worker's state.
 
 State dir layout (`<state_dir>/<handle>/`), shared by every backend that uses the shim:
 
     spec.json      the ContainerSpec as prepared (written by the runtime)
-    command.json   what the shim runs: argv, cwd, env, uid/gid/groups, pid_file, runc_log, oom_cgroup,
+    stdin          what the command reads on stdin, when command.json names it
+    command.json   what the shim runs: argv, cwd, env, uid/gid/groups, stdin, pid_file, runc_log, oom_cgroup,
                    signal_exit_codes (128+N means "killed by signal N", as runc reports it)
     shim.pid       "<pid> <starttime>" of the shim (written by both the runtime and the shim)
     pid            "<pid> <starttime>" of the task process (or the pid runc writes)
@@ -133,12 +135,13 @@ def run(cdir: str, notify_fd: int | None) -> int:
     err_r, err_w = os.pipe()
     error = None
     child = None
+    stdin = open(cmd["stdin"], "rb") if cmd.get("stdin") else subprocess.DEVNULL  # noqa: SIM115 - closed below
     try:
         child = subprocess.Popen(
             cmd["argv"],
             cwd=cmd.get("cwd"),
             env=cmd.get("env"),
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             stdout=out_w,
             stderr=err_w,
             user=cmd.get("uid"),
@@ -152,6 +155,8 @@ def run(cdir: str, notify_fd: int | None) -> int:
         log.write(2, (error + "\n").encode())
     os.close(out_w)
     os.close(err_w)
+    if not isinstance(stdin, int):
+        stdin.close()
 
     def forward(sig: int, _frame: object) -> None:
         if child is not None and child.poll() is None:

@@ -90,6 +90,9 @@ class SupervisedRuntime(Runtime):
         return cdir
 
     def _commit_prepare(self, cdir: Path, spec: ContainerSpec, command: dict) -> None:
+        if spec.stdin is not None:
+            shim.write_atomic(str(cdir / "stdin"), spec.stdin.encode())
+            command = {**command, "stdin": str(cdir / "stdin")}
         shim.write_atomic(str(cdir / "command.json"), json.dumps(command, indent=1).encode())
         shim.write_atomic(str(cdir / "spec.json"), json.dumps(spec_to_json(spec), indent=1).encode())
 

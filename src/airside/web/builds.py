@@ -127,6 +127,8 @@ def _eligible(w: WorkerRow, b: BuildRow) -> bool:
             return False
     elif w.tags:  # as in Concourse: tagged workers only take tagged steps
         return False
+    if b.resource_type and b.resource_type not in {t.get("type") for t in w.resource_types or []}:
+        return False  # a resource script of a type this worker does not offer
     return w.team is None or w.team == b.team
 
 
@@ -210,7 +212,8 @@ def assignments(s: Session, worker: str, epoch: str) -> list[Assignment]:
     rows = s.scalars(select(BuildRow).where(BuildRow.worker_name == worker, BuildRow.worker_epoch == epoch,
                                             BuildRow.status.in_(ACTIVE_S)).order_by(BuildRow.id)).all()
     return [Assignment(build_id=b.id, attempt=b.attempt, status=b.status, config=b.config, inputs=b.inputs,
-                       cache_key=b.cache_key, abort=b.abort_requested, privileged=b.privileged) for b in rows]
+                       cache_key=b.cache_key, abort=b.abort_requested, privileged=b.privileged, stdin=b.stdin,
+                       resource_type=b.resource_type) for b in rows]
 
 
 # --- reports from the worker running a build --------------------------------------------------------

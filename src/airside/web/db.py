@@ -117,6 +117,10 @@ class BuildRow(Base):
         Integer, ForeignKey("job_builds.id", ondelete="CASCADE", name="fk_builds_job_build_id"), nullable=True, index=True)
     step_path: Mapped[str] = mapped_column(String(512), default="", server_default="")
     step_name: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    # a resource script's run (check/in/out): its JSON request on stdin, its response on stdout; `resource_type`
+    # (a type workers offer, or empty for a custom type's registry image) restricts placement
+    stdin: Mapped[str | None] = mapped_column(Text, nullable=True)
+    resource_type: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
 
 class PipelineRow(Base):
@@ -174,6 +178,70 @@ class JobBuildRow(Base):
     created_at: Mapped[float] = mapped_column(Float)
     started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class ResourceConfigRow(Base):
+    """A resource's type and source, shared by every resource with the same pair (one check for all of them,
+    as Concourse dedupes checks), with its check state."""
+
+    __tablename__ = "resource_configs"
+    __table_args__ = (UniqueConstraint("team", "type", "source_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    team: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(128))
+    image: Mapped[dict] = mapped_column(JSON, default=dict)  # a custom type's image_resource; {} for a worker's type
+    source_hash: Mapped[str] = mapped_column(String(64))
+    source: Mapped[dict] = mapped_column(JSON)
+    check_every: Mapped[float | None] = mapped_column(Float, nullable=True)  # the shortest of its resources'
+    next_check_at: Mapped[float] = mapped_column(Float, default=0.0, index=True)
+    last_checked: Mapped[float | None] = mapped_column(Float, nullable=True)
+    check_error: Mapped[str] = mapped_column(Text, default="")
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    check_build_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    next_order: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class ResourceVersionRow(Base):
+    __tablename__ = "resource_versions"
+    __table_args__ = (UniqueConstraint("config_id", "version_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    config_id: Mapped[int] = mapped_column(Integer, ForeignKey("resource_configs.id", ondelete="CASCADE"), index=True)
+    version: Mapped[dict] = mapped_column(JSON)
+    version_hash: Mapped[str] = mapped_column(String(64))
+    meta: Mapped[list] = mapped_column(JSON, default=list)  # [{"name": …, "value": …}] as the script returned it
+    check_order: Mapped[int] = mapped_column(Integer)  # newer versions have higher numbers
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class ResourceRow(Base):
+    """A resource of a pipeline, kept by name across config versions like jobs."""
+
+    __tablename__ = "resources"
+    __table_args__ = (UniqueConstraint("pipeline_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pipeline_id: Mapped[int] = mapped_column(Integer, ForeignKey("pipelines.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    config: Mapped[dict] = mapped_column(JSON)
+    config_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("resource_configs.id"), nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    pinned_version_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    disabled_versions: Mapped[list] = mapped_column(JSON, default=list)  # version ids
+
+
+class JobBuildResourceRow(Base):
+    """A version a job build fetched (get) or produced (put): what `passed` and triggers look at."""
+
+    __tablename__ = "job_build_resources"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_build_id: Mapped[int] = mapped_column(Integer, ForeignKey("job_builds.id", ondelete="CASCADE"), index=True)
+    resource_id: Mapped[int] = mapped_column(Integer, ForeignKey("resources.id", ondelete="CASCADE"), index=True)
+    version_id: Mapped[int] = mapped_column(Integer, ForeignKey("resource_versions.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(128))  # the step's name (get: the artifact)
+    kind: Mapped[str] = mapped_column(String(8))  # get | put
 
 
 class BuildEventRow(Base):

@@ -82,6 +82,9 @@ def set_config(s: Session, team: str, name: str, data: ConfigData, text: str, no
             row.config, row.config_text, row.version, row.updated_at = data, text, row.version + 1, now
             row.archived = False
     _upsert_jobs(s, row, list(data.get("jobs") or []))
+    from airside.web import resources  # resources import this module for triggers
+
+    resources.sync(s, row, now)
     LOG.info("pipeline set", team=team, pipeline=name, version=row.version, created=created, changed=changed)
     return row, created, changed
 

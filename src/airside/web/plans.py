@@ -45,8 +45,17 @@ from airside.pipeline.values import parse_duration
 from airside.pipeline.vars import Reference, UnresolvedVars, lookup_in, resolve
 from airside.task import TaskConfigError, load_task_config, parse_task_config
 from airside.task.config import TaskConfig
-from airside.web import builds, pipelines
-from airside.web.db import BuildRow, JobBuildRow, JobRow, PipelineRow
+from airside.web import builds, pipelines, resources
+from airside.web.db import (
+    BuildRow,
+    JobBuildRow,
+    JobRow,
+    PipelineRow,
+    ResourceConfigRow,
+    ResourceRow,
+    ResourceVersionRow,
+)
+from airside.web.errors import NotFound
 from airside.web.host import WebHost
 
 LOG = log.get("airside.web.plans")
@@ -117,8 +126,11 @@ def _start_pending(s: Session, now: float) -> list[JobBuildRow]:
 
 
 def tick(s: Session, now: float, web: WebHost) -> int:
-    """One round: starts what may start, walks every started build (and, when builds ended, starts and walks
-    what they made room for). Returns how many builds were walked."""
+    """One round: resource checks and triggers (airside.web.resources), then starts what may start, walks every
+    started build (and, when builds ended, starts and walks what they made room for). Returns how many builds
+    were walked."""
+    resources.tick_checks(s, web, now)
+    resources.tick_triggers(s, now)
     walked = 0
     for _ in range(2):
         _start_pending(s, now)
@@ -309,6 +321,8 @@ class Walk:
         st = self.steps.setdefault(path, {"kind": kind, "name": str(step.get(kind, ""))})
         if kind == "task":
             return self._task(step, path, st, env)
+        if kind in ("get", "put") and ("build" in st or st.get("waiting")):
+            return self._resource_step(kind, step, path, st, env)
         if env.cancelled:
             return self._set(st, ABORTED, "aborted before it started")
         try:
@@ -319,8 +333,7 @@ class Walk:
         except StepError as e:
             return self._set(st, ERRORED, str(e))
         if kind in ("get", "put"):
-            return self._set(st, ERRORED, f"{kind} steps need resources, which this web does not run yet "
-                                          f"(resource {step.get('resource') or step.get(kind)!r})")
+            return self._resource_step(kind, step, path, st, env)
         return self._set(st, ERRORED, f"unknown step (keys: {', '.join(sorted(step))})")
 
     def _sequence(self, children: Sequence[dict[str, Any]], path: str, env: Env) -> Result:
@@ -497,6 +510,124 @@ class Walk:
         builds.start(self.s, b, self.now)
         self.log.info("task step started", step=step["task"], path=path, build_id=b.id)
         return b.id
+
+    # get, put ---------------------------------------------------------------------------------------------
+    def _resource_step(self, kind: str, step: StepData, path: str, st: dict[str, Any], env: Env) -> Result:
+        try:
+            return self._get(step, st, env, path) if kind == "get" else self._put(step, path, st, env)
+        except (resources.ResourceError, StepError, NotFound) as e:
+            return self._set(st, ERRORED, str(e))
+
+    def _metadata_env(self) -> dict[str, str]:
+        return {"BUILD_ID": str(self.jb.id), "BUILD_NAME": self.jb.name, "BUILD_JOB_NAME": self.job.name,
+                "BUILD_PIPELINE_NAME": self.p.name, "BUILD_TEAM_NAME": self.p.team,
+                "ATC_EXTERNAL_URL": self.web.settings.web_url}
+
+    def _script(self, script: str, r: ResourceRow, request: dict[str, Any], path: str, name: str,
+                inputs: dict[str, list[Any]] | None = None) -> BuildRow:
+        worker_type, image = resources.image_of(self.p.config, r.config["type"])
+        config = resources.script_config(script, image, self._metadata_env(), inputs=list(inputs or {}),
+                                         output=name if script == "in" else None)
+        b = resources.start_script(self.s, self.web, self.now, team=self.p.team, script=script,
+                                   worker_type=worker_type, config=config, request=request,
+                                   tags=self._resolve(r.config.get("tags") or [], Env()), name=f"{r.name}")
+        b.job_build_id, b.step_path, b.step_name = self.jb.id, path, name
+        for art, ref in (inputs or {}).items():
+            try:
+                self.web.artifacts.link((ref[0], ref[1], ref[2]), b.id, "inputs", art)
+            except OSError as e:
+                raise StepError(f"input {art!r}: {e}") from None
+        b.inputs = list(inputs or {})
+        builds.start(self.s, b, self.now)
+        return b
+
+    def _get(self, step: StepData, st: dict[str, Any], env: Env, path: str | None = None) -> Result:
+        name = str(step["get"])
+        r = resources.get_resource(self.s, self.p, step.get("resource") or name)
+        if "build" not in st:
+            if env.cancelled:
+                return self._set(st, ABORTED, "aborted before it started")
+            v = resources.triggered_version(self.s, self.jb, name) or resources.choose(self.s, self.p, self.job, step, r)
+            if v is None:
+                st["waiting"] = f"no version of {r.name} yet" + (f" that passed {', '.join(step['passed'])}"
+                                                                 if step.get("passed") else "")
+                return None
+            cfg = self.s.get(ResourceConfigRow, r.config_id)
+            assert cfg is not None
+            request = {"source": self._resolve(cfg.source, env), "version": v.version,
+                       "params": self._resolve(step.get("params") or {}, env)}
+            started = self._script("in", r, request, path or "", name)
+            st.pop("waiting", None)
+            st["build"], st["version_id"] = started.id, v.id
+            return None
+        b = self.s.get(BuildRow, st["build"])
+        if b is None:
+            return self._set(st, ERRORED, f"its build {st['build']} is gone")
+        if env.cancelled and b.status not in TERMINAL_S and not st.get("abort_sent"):
+            builds.abort(self.s, b, self.now)
+            st["abort_sent"] = True
+        if b.status not in TERMINAL_S:
+            return None
+        if b.status == BuildStatus.aborted:
+            return self._set(st, ABORTED, b.reason)
+        answer = resources.response(self.s, b, "in")
+        v = self.s.get(ResourceVersionRow, st["version_id"])
+        assert v is not None
+        if answer.get("metadata"):
+            v.meta = answer["metadata"]
+        resources.record(self.s, self.jb, r, v, name, "get")
+        self.artifacts.setdefault(env.scopes[0], {})[name] = [b.id, "outputs", name]
+        st["version"], st["metadata"] = v.version, answer.get("metadata") or []
+        return self._set(st, SUCCEEDED)
+
+    def _put(self, step: StepData, path: str, st: dict[str, Any], env: Env) -> Result:
+        name = str(step["put"])
+        r = resources.get_resource(self.s, self.p, step.get("resource") or name)
+        if "version_id" in st:  # pushed: the implicit get of what it pushed (unless no_get)
+            got = self.steps.setdefault(f"{path}/get", {"kind": "get", "name": name})
+            if got.get("result"):
+                return str(got["result"])
+            v = self.s.get(ResourceVersionRow, st["version_id"])
+            assert v is not None
+            get = {"get": name, "resource": r.name, "version": v.version, "params": step.get("get_params") or {}}
+            return self._get(get, got, env, path=f"{path}/get")
+        if "build" not in st:
+            if env.cancelled:
+                return self._set(st, ABORTED, "aborted before it started")
+            wanted = step.get("inputs")
+            visible: dict[str, list[Any]] = {}
+            for scope in reversed(env.scopes):
+                visible.update(self.artifacts.get(scope, {}))
+            if isinstance(wanted, list):
+                missing = [n for n in wanted if n not in visible]
+                if missing:
+                    raise StepError(f"put {name}: missing inputs: {', '.join(missing)}")
+                visible = {n: visible[n] for n in wanted}
+            cfg = self.s.get(ResourceConfigRow, r.config_id) if r.config_id is not None else None
+            if cfg is None:
+                raise StepError(f"resource {r.name!r} cannot be used (see its check error)")
+            request = {"source": self._resolve(cfg.source, env), "params": self._resolve(step.get("params") or {}, env)}
+            st["build"] = self._script("out", r, request, path, name, inputs=visible).id
+            return None
+        b = self.s.get(BuildRow, st["build"])
+        if b is None:
+            return self._set(st, ERRORED, f"its build {st['build']} is gone")
+        if env.cancelled and b.status not in TERMINAL_S and not st.get("abort_sent"):
+            builds.abort(self.s, b, self.now)
+            st["abort_sent"] = True
+        if b.status not in TERMINAL_S:
+            return None
+        if b.status == BuildStatus.aborted:
+            return self._set(st, ABORTED, b.reason)
+        answer = resources.response(self.s, b, "out")
+        cfg = self.s.get(ResourceConfigRow, r.config_id)
+        assert cfg is not None
+        v = resources.save_version(self.s, cfg, answer["version"], answer.get("metadata") or [], self.now)
+        resources.record(self.s, self.jb, r, v, name, "put")
+        st["version"], st["version_id"] = v.version, v.id
+        if step.get("no_get"):
+            return self._set(st, SUCCEEDED)
+        return self._put(step, path, st, env)
 
     # load_var, set_pipeline ------------------------------------------------------------------------------
     def _load_var(self, step: dict[str, Any], st: dict[str, Any], env: Env) -> str:

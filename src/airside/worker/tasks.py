@@ -129,6 +129,12 @@ class TaskRunner:
         from airside.runtime import images  # only workers that isolate need image handling
 
         try:
+            if self.a.resource_type:  # a resource script in the rootfs of a type this worker offers
+                type_rootfs = self.tasks.resource_types.get(self.a.resource_type)
+                if type_rootfs is None:
+                    raise ValueError(f"this worker offers no resource type {self.a.resource_type!r} "
+                                     f"(it has: {', '.join(sorted(self.tasks.resource_types)) or 'none'})")
+                cfg = cfg.model_copy(update={"rootfs_uri": str(type_rootfs), "image_resource": None})
             cfg.require_image()
             ir = cfg.image_resource
             if ir is not None:
@@ -208,7 +214,7 @@ class TaskRunner:
             user=cfg.run.user or self.image_user, mounts=self.mounts, privileged=self.a.privileged,
             limits=Limits(cpu_shares=(limits.cpu or None) if limits else None,
                           memory_bytes=(limits.memory or None) if limits else None),
-            network=self.tasks.network,
+            network=self.tasks.network, stdin=self.a.stdin,
         )
         try:
             self.tasks.runtime.prepare(spec)
@@ -346,9 +352,10 @@ class Tasks:
 
     def __init__(
         self, web: WebClient, repo: Repository, runtime: Runtime, network: str = "loopback",
-        allow_privileged: bool = False,
+        allow_privileged: bool = False, resource_types: dict[str, Path] | None = None,
     ) -> None:
         self.web, self.repo, self.runtime = web, repo, runtime
+        self.resource_types = dict(resource_types or {})  # type → rootfs directory (the worker's registration)
         self.network = network  # ContainerSpec.network of every task container (the container_network setting)
         self.allow_privileged = allow_privileged  # settings.allow_privileged_tasks
         self.runners: dict[str, TaskRunner] = {}

@@ -73,6 +73,15 @@ def test_exit_code_is_propagated(rt, mkspec, code: int) -> None:
     assert status == ExitStatus(code=code, reason="")
 
 
+def test_stdin_is_what_the_spec_gives_else_empty(rt, mkspec) -> None:
+    """A resource script reads its JSON request on stdin (the resource protocol); a task reads nothing."""
+    request = '{"source": {"uri": "x"}, "version": {"ref": "abc"}}\n' * 3000  # larger than a pipe buffer
+    status, out = run(rt, mkspec("stdin", "cat; echo done >&2", stdin=request))
+    assert status.code == 0 and out["stdout"] == request.encode() and out["stderr"] == b"done\n"
+    status, out = run(rt, mkspec("nostdin", "cat; echo done >&2"))
+    assert status.code == 0 and out["stdout"] == b""
+
+
 def test_stdout_and_stderr_are_captured_as_streams(rt, mkspec) -> None:
     status, out = run(rt, mkspec("streams", "echo to-out; echo to-err >&2; echo more-out"))
     assert status.code == 0
