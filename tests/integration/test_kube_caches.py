@@ -98,6 +98,35 @@ def test_sweep_removes_unused_and_superseded_caches_and_keeps_fresh_ones(store: 
     assert {v.handle for v in store.list()} == set(others)
 
 
+DUMMY_KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters: [{name: none, cluster: {server: "https://127.0.0.1:9"}}]
+users: [{name: none, user: {token: none}}]
+contexts: [{name: none, context: {cluster: none, user: none}}]
+current-context: none
+"""
+
+
+def test_web_sweeps_the_artifact_store_on_its_own(store: VolumeClient, tmp_path: Path) -> None:
+    """A web process with runtime kubernetes (no build, so no cluster is contacted: the kubeconfig is a dummy)
+    sweeps the artifact store by itself: the cache unused for longer than cache_ttl goes, the fresh one stays."""
+    now = time.time()
+    expired = _saved(store, "job-old", 1, saved_at=now - 7200)
+    fresh = _saved(store, "job-new", 2, saved_at=now - 60)
+    (tmp_path / "kubeconfig").write_text(DUMMY_KUBECONFIG)
+    web = WebProc(tmp_path, runtime="kubernetes", kubernetes_kubeconfig=tmp_path / "kubeconfig",
+                  kubernetes_artifact_url=store.base_url, baggageclaim_token=TOKEN, cache_ttl=3600)
+    try:
+        web.start()
+        wait_for(lambda: expired not in {v.handle for v in store.list()}, 30,
+                 f"web's sweep to remove {expired}\n{web.output()[-2000:]}")
+        assert {v.handle for v in store.list()} == {fresh}
+        assert "caches removed from the artifact store" in web.output()
+    finally:
+        web.stop()
+
+
 # --------------------------------------------------------------------------- through web on the kind cluster
 
 pytest.importorskip("kubernetes", reason="pip install kubernetes")

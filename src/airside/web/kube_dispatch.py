@@ -113,7 +113,7 @@ class KubeDispatcher:
                                      name=f"k8s-build-{build_id}", daemon=True)
                 self.threads[build_id] = t
             t.start()
-        if self.cache_swept is None or now - self.cache_swept >= CACHE_SWEEP_SECONDS:
+        if self.store_url and (self.cache_swept is None or now - self.cache_swept >= CACHE_SWEEP_SECONDS):
             self.cache_swept = now
             threading.Thread(target=self._sweep_quietly, name="k8s-cache-sweep", daemon=True).start()
 
