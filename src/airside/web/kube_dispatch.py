@@ -31,7 +31,7 @@ superseded volume can never pull it from under a pod that is still reading it (t
 a parent). Concurrent builds with one cache key therefore never corrupt each other: each reads a whole saved
 volume and writes its own; the last to succeed wins. Each cache's outcome is a line on the build's `airside`
 log stream ("cache PATH: hit (N bytes)", "miss", "saved"), which `airside execute` prints. A build without a
-cache key (none from `airside execute`) keeps no caches. `KubeDispatcher.sweep_caches` (on the dispatcher's
+cache key keeps no caches (every `airside execute` build has one: the task file's). `KubeDispatcher.sweep_caches` (on the dispatcher's
 tick, every CACHE_SWEEP_SECONDS) removes a cache unused (`last_used`) for `cache_ttl`, superseded saved
 volumes, and leftovers of attempts a web restart cut short (`caches_to_remove`).
 """
@@ -264,8 +264,9 @@ class KubeAttempt:
         self.log: structlog.stdlib.BoundLogger = LOG.bind(build=names.build_id, attempt=names.attempt,
                                                           job=self.handle)
         # the caches' names follow from the build alone, so a web that adopted the Job saves them too
-        self.caches = [_Cache(str(p), names.cache_volume(cache_key, str(p)), names.cache_saved_volume(cache_key, str(p)),
-                              names.cache_fetch_volume(i)) for i, p in enumerate(cfg.cache_paths())] if cache_key else []
+        paths = [str(p) for p in cfg.cache_paths()] if cache_key else []
+        self.caches = [_Cache(p, names.cache_volume(cache_key, p), names.cache_saved_volume(cache_key, p),
+                              names.cache_fetch_volume(i)) for i, p in enumerate(paths)]
         self.kept: set[str] = set()  # saved volumes marked saved by this attempt (not removed at cleanup)
 
     @contextmanager
@@ -357,7 +358,8 @@ class KubeAttempt:
             self.cfg, handle=self.handle, inputs={name: n.input_volume(name) for name in self.inputs},
             outputs={o.name: n.output_volume(o.name) for o in self.cfg.outputs},
             build=str(n.build_id), attempt=n.attempt, step="task", tags=self.tags, privileged=self.privileged,
-            caches={c.path: KubeCache(c.path, fetch=c.fetched if c.source else "", upload=c.saved) for c in self.caches})
+            caches={c.path: KubeCache(c.path, fetch=c.fetched if c.source else "", upload=c.saved)
+                    for c in self.caches})
         self.rt.prepare(spec)
         self.rt.start(self.handle)
         self.log.info("job started")
