@@ -30,7 +30,9 @@ from airside.core.client import WebClient, tls_verify
 from airside.packaging.model import POSTGRES_IMAGE as POSTGRES
 from tests.kubecluster import ROOT, Kube, ensure_images, find_or_create_cluster, is_tools_kind, unavailable
 
-IMAGE_REPO, IMAGE_TAG = "airside", __version__
+# AIRSIDE_E2E_IMAGE_TAG builds and runs the airside image under a tag of its own (a branch's run beside another
+# on one cluster, without moving the tag the other one's nodes hold); default: the version
+IMAGE_REPO, IMAGE_TAG = "airside", os.environ.get("AIRSIDE_E2E_IMAGE_TAG") or __version__
 POSTGRES_IMAGE = ":".join(POSTGRES)
 CHART = ROOT / "chart"
 

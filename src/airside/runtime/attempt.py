@@ -12,6 +12,9 @@ Names (`AttemptNames`), for build B attempt A:
   rootfs volume            ``bB-aA-rootfs``
   cache volume             ``cache-<24 hex>``   (keyed by the build's cache key and the cache path; kept
                                                  across builds, so not named after the attempt)
+  in an artifact store (Kubernetes Jobs), where every attempt saves a cache anew:
+    saved cache            ``cache-<24 hex>-bB-aA``  (the cache volume's name and the attempt that saved it)
+    fetched cache          ``bB-aA-cache-<i>``   (the attempt's copy-on-write child of the newest saved one)
 Every build-scoped volume carries the properties ``role``/``build``/``attempt`` (`properties`), which is
 what web's GC decides by.
 
@@ -88,6 +91,15 @@ class AttemptNames:
         same task) and path; a build without a cache key gets caches of its own."""
         key = hashlib.sha256(f"{cache_key or self.build_id}:{path}".encode()).hexdigest()[:24]
         return f"cache-{key}"
+
+    def cache_saved_volume(self, cache_key: str | None, path: str) -> str:
+        """The volume this attempt saves a cache to in an artifact store (a Job's `upload-outputs`): the cache's
+        volume name plus the attempt's handle, so concurrent attempts never write the same volume."""
+        return f"{self.cache_volume(cache_key, path)}-{self.handle}"
+
+    def cache_fetch_volume(self, index: int) -> str:
+        """This attempt's own copy (a copy-on-write child) of the saved cache it fetches for its cache `index`."""
+        return f"{self.handle}-cache-{index}"
 
     def properties(self, role: str) -> dict[str, str]:
         """The properties of a build-scoped volume (role input / output / rootfs): what GC decides by."""

@@ -23,6 +23,7 @@ from airside.runtime.kubernetes import (
     TASK,
     UPLOAD,
     InfraFailure,
+    KubeCache,
     KubeTaskSpec,
     KubeVolume,
     build_job,
@@ -86,7 +87,29 @@ def _minimal_spec() -> KubeTaskSpec:
     return KubeTaskSpec.from_task_config(config, handle="b7-a1-hello", build="7", step="hello", inputs={})
 
 
+CACHED_TASK = """\
+platform: linux
+image_resource: {type: registry-image, source: {repository: golang, tag: "1.22"}}
+caches:
+- path: .cache/go-build
+- path: /root/go/pkg/mod
+- path: tmp
+run: {path: go, args: [build, ./...]}
+"""
+
+
+def _cached_spec() -> KubeTaskSpec:
+    """Caches only (no inputs, no outputs): one the artifact store holds (fetched before the task and saved
+    after it), one it does not hold yet (a miss: saved only), one not kept (no volumes: an emptyDir)."""
+    config = load_task_config(CACHED_TASK, "cached.yml")
+    return KubeTaskSpec.from_task_config(config, handle="b9-a2", build="9", attempt=2, step="task", inputs={}, caches={
+        "/tmp/build/work/.cache/go-build": KubeCache("/tmp/build/work/.cache/go-build", fetch="b9-a2-cache-0",
+                                                     upload=f"cache-{'a' * 24}-b9-a2"),
+        "/root/go/pkg/mod": KubeCache("/root/go/pkg/mod", upload=f"cache-{'b' * 24}-b9-a2")})
+
+
 CASES = {
+    "job-caches.yaml": (_cached_spec, {}),
     "job-full.yaml": (_full_spec, {}),
     "job-minimal.yaml": (_minimal_spec, {}),
     "job-scheduling.yaml": (_minimal_spec, dict(
@@ -141,6 +164,33 @@ def test_pod_shape_follows_inputs_and_outputs() -> None:
         "/tmp/build/work/src", "/tmp/build/work/tasks/ci", "/tmp/build/work/bin", "/tmp/build/work/src/.cache/go-build"}
     minimal = build_job(_minimal_spec(), _settings())["spec"]["template"]["spec"]
     assert "initContainers" not in minimal and [c["name"] for c in minimal["containers"]] == [TASK]
+
+
+def test_kept_caches_are_fetched_before_the_task_and_uploaded_after_it() -> None:
+    """Caches persist in Job mode (issue 16 item 6): a cache with a fetch volume is streamed in by
+    fetch-inputs, every kept cache is uploaded by upload-outputs, which runs only once the task (an init
+    container) succeeded; a cache without volumes stays a plain emptyDir of the task alone."""
+    pod = build_job(_cached_spec(), _settings())["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["initContainers"]] == [FETCH, TASK]
+    assert [c["name"] for c in pod["containers"]] == [UPLOAD]
+    fetch, task = pod["initContainers"]
+    upload = pod["containers"][0]
+    hit, miss, scratch = "/tmp/build/work/.cache/go-build", "/root/go/pkg/mod", "/tmp/build/work/tmp"
+    assert fetch["command"][-2:] == ["--volume", f"b9-a2-cache-0={hit}"] and fetch["command"].count("--volume") == 1
+    assert [m["mountPath"] for m in fetch["volumeMounts"]] == [hit]
+    assert upload["command"][-4:] == ["--volume", f"cache-{'a' * 24}-b9-a2={hit}",
+                                      "--volume", f"cache-{'b' * 24}-b9-a2={miss}"]
+    assert [m["mountPath"] for m in upload["volumeMounts"]] == [hit, miss]
+    assert [m["mountPath"] for m in task["volumeMounts"]] == [hit, miss, scratch]
+    # one volume per cache, shared by the containers that mount it
+    by_path = {m["mountPath"]: m["name"] for c in (fetch, task, upload) for m in c["volumeMounts"]}
+    assert len(set(by_path.values())) == 3 and all(v.get("emptyDir") == {} for v in pod["volumes"])
+    # the same task without cache volumes: no airside step at all (nothing is fetched or kept)
+    bare = KubeTaskSpec.from_task_config(load_task_config(CACHED_TASK, "cached.yml"), handle="b9-a3", inputs={})
+    assert [c["name"] for c in build_job(bare, _settings(kubernetes_artifact_url=""))["spec"]["template"]["spec"]
+            ["containers"]] == [TASK]
+    with pytest.raises(RuntimeError_, match="kubernetes_artifact_url"):  # kept caches need the store's URL
+        build_job(_cached_spec(), _settings(kubernetes_artifact_url=""))
 
 
 def test_output_at_an_input_path_shares_its_volume() -> None:

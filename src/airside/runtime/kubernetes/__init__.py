@@ -9,7 +9,7 @@ Modules
 -------
 
     names     the names of Jobs, Secrets and containers, labels and annotations, `output_handle` (pure)
-    spec      `KubeTaskSpec` / `KubeVolume`: the task as Kubernetes sees it, from a task config or a
+    spec      `KubeTaskSpec` / `KubeVolume` / `KubeCache`: the task as Kubernetes sees it, from a task config or a
               `ContainerSpec`; `TaskConfigLike`, what is read of a task config (pure)
     job       `build_job`, `build_secret`, `needs_secret`, `build_pull_secret`: the manifests (pure)
     verdict   `Verdict` (the watchdog's reading of a Job) and `InfraFailure` (the error `wait` raises)
@@ -51,8 +51,8 @@ Containers in a pod run concurrently, init containers in order, so a task with i
 
 with one `emptyDir` per input, output and cache, mounted at `<work dir>/<path>` in every container that
 needs it (an output at the same path as an input shares that input's emptyDir). Steps that are not
-needed are left out: without inputs there is no `fetch-inputs`; without outputs `task` is the pod's
-only (main) container, so a trivial task is a one-container pod.
+needed are left out: without inputs (or fetched caches) there is no `fetch-inputs`; without outputs (or
+saved caches) `task` is the pod's only (main) container, so a trivial task is a one-container pod.
 
 * Exit code: `state.terminated.exitCode` of the container named `task`, in `initContainerStatuses` or
   `containerStatuses`. **A task that exits non-zero fails the pod at its init step, so its outputs are
@@ -61,7 +61,15 @@ only (main) container, so a trivial task is a one-container pod.
   `KubeTaskSpec.outputs` (default `<handle>-output-<name>`, see `output_handle`), the properties
   `build` and `step` and `KubeTaskSpec.output_ttl`, so later steps and `airside execute -o` read them by
   handle. Input volumes must exist in the artifact store before `start` (web puts them there).
-* Caches are `emptyDir`s: they start empty on every run (no cache persists between Job runs).
+* Caches (`KubeCache`) persist in the artifact store: a cache with a `fetch` volume is streamed into its
+  emptyDir by `fetch-inputs` (after the inputs), one with an `upload` volume is created from it by
+  `upload-outputs` (after the outputs), so only a task that succeeded saves its caches, as with outputs.
+  Which volumes those are is the caller's business: web (`airside.web.kube_dispatch`) keys them by the
+  build's cache key and path like worker caches, fetches the newest saved one through a copy-on-write
+  child of its own, saves each attempt's under a name of its own (concurrent builds never write one
+  volume; the last to succeed wins), logs "cache PATH: hit (N bytes)" / "miss" on the build's `airside`
+  log stream, and removes caches unused for `cache_ttl`. A cache without volumes starts empty and is
+  not kept.
 * The airside steps run as the task's numeric `run.user` when one is given, else as root, so fetched
   inputs keep the owners recorded in the artifact store and every output file can be read for upload.
 * The artifact-store token lives in a Secret `<job>-artifacts`, created before the Job (so the pod never
@@ -124,7 +132,7 @@ from typing import TYPE_CHECKING
 
 from .job import build_job, build_pull_secret, build_secret, needs_secret
 from .names import FETCH, TASK, UPLOAD, job_name, output_handle, pull_secret_name, secret_name
-from .spec import KubeTaskSpec, KubeVolume, PullCredentials, TaskConfigLike
+from .spec import KubeCache, KubeTaskSpec, KubeVolume, PullCredentials, TaskConfigLike
 from .verdict import InfraFailure, Verdict
 from .watchdog import classify
 
@@ -133,7 +141,7 @@ if TYPE_CHECKING:
     from .runtime import KubernetesRuntime
 
 __all__ = [
-    "FETCH", "TASK", "UPLOAD", "InfraFailure", "KubeTaskSpec", "KubeVolume", "KubernetesRuntime", "PullCredentials",
+    "FETCH", "TASK", "UPLOAD", "InfraFailure", "KubeCache", "KubeTaskSpec", "KubeVolume", "KubernetesRuntime", "PullCredentials",
     "TaskConfigLike", "Verdict", "build_job", "build_pull_secret", "build_secret", "classify", "job_name",
     "load_api_client", "needs_secret", "output_handle", "pull_secret_name", "secret_name", "start_job", "stop_job",
 ]  # fmt: skip

@@ -9,7 +9,10 @@ request shares/1024 cores, and a CPU limit of kubernetes_cpu_limit_ratio × that
 set; memory (container_limits.memory, else kubernetes_default_memory_mib) is both request and limit.
 Placement (`_placement`): kubernetes_node_selector and kubernetes_tolerations for every task, plus each build
 tag's entry in kubernetes_tag_placement (a tag without one, two tags giving one node label different values,
-or two tags with an affinity each are refused). Each part of the Job has a builder of its own below: the metadata, the volumes and
+or two tags with an affinity each are refused).
+Caches (`KubeCache`): each is an emptyDir like the rest; one with a `fetch` volume is filled by `fetch-inputs`
+(after the inputs), one with an `upload` volume is written by `upload-outputs` (after the outputs), so a cache
+is only ever saved by a task that succeeded, as outputs are. Each part of the Job has a builder of its own below: the metadata, the volumes and
 mounts, the task container, the airside step containers, the pod spec and the Job spec.
 """
 
@@ -125,16 +128,18 @@ def _check_paths(spec: KubeTaskSpec, bad: Callable[[str], RuntimeError_]) -> Non
         if "=" in v.handle or not v.handle:
             raise bad(f"invalid artifact volume handle {v.handle!r} for {v.name!r}")
     for c in spec.caches:
-        if not c.startswith("/"):
-            raise bad(f"cache path {c!r} must be absolute")
+        if not c.path.startswith("/"):
+            raise bad(f"cache path {c.path!r} must be absolute")
+        if "=" in c.fetch + c.upload:
+            raise bad(f"invalid artifact volume handle for the cache at {c.path!r}")
 
 
 def _artifact_url(spec: KubeTaskSpec, settings: Settings) -> str:
-    """The artifact store's in-cluster URL, which a task with inputs or outputs needs."""
+    """The artifact store's in-cluster URL, which a task with inputs, outputs or kept caches needs."""
     url = settings.kubernetes_artifact_url
-    if (spec.inputs or spec.outputs) and not url:
-        raise RuntimeError_("the kubernetes runtime needs the artifact store's in-cluster URL for a task with inputs "
-                            "or outputs: set kubernetes_artifact_url (AIRSIDE_KUBERNETES_ARTIFACT_URL)")
+    if (_fetched(spec) or _uploaded(spec)) and not url:
+        raise RuntimeError_("the kubernetes runtime needs the artifact store's in-cluster URL for a task with inputs, "
+                            "outputs or kept caches: set kubernetes_artifact_url (AIRSIDE_KUBERNETES_ARTIFACT_URL)")
     return url
 
 
@@ -153,6 +158,16 @@ def _annotations(spec: KubeTaskSpec) -> dict[str, str]:
 # --------------------------------------------------------------------------- volumes and mounts
 
 
+def _fetched(spec: KubeTaskSpec) -> list[tuple[str, str]]:
+    """(handle, path) of what `fetch-inputs` streams in: the inputs, then the caches with a `fetch` volume."""
+    return [*((v.handle, v.path) for v in spec.inputs), *((c.fetch, c.path) for c in spec.caches if c.fetch)]
+
+
+def _uploaded(spec: KubeTaskSpec) -> list[tuple[str, str]]:
+    """(handle, path) of what `upload-outputs` creates: the outputs, then the caches with an `upload` volume."""
+    return [*((v.handle, v.path) for v in spec.outputs), *((c.upload, c.path) for c in spec.caches if c.upload)]
+
+
 @dataclass
 class _Mounts:
     """The pod's volumes (one emptyDir per distinct path) and each kind's mounts of them."""
@@ -161,6 +176,8 @@ class _Mounts:
     inputs: list[Manifest] = field(default_factory=list)
     outputs: list[Manifest] = field(default_factory=list)
     caches: list[Manifest] = field(default_factory=list)
+    fetched: list[Manifest] = field(default_factory=list)  # fetch-inputs' mounts: inputs and fetched caches
+    uploaded: list[Manifest] = field(default_factory=list)  # upload-outputs' mounts: outputs and saved caches
     _by_path: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def mount(self, kind: str, index: int, path: str) -> Manifest:
@@ -181,7 +198,9 @@ def _mounts(spec: KubeTaskSpec) -> _Mounts:
     m = _Mounts()
     m.inputs = [m.mount("input", i, v.path) for i, v in enumerate(spec.inputs)]
     m.outputs = [m.mount("output", i, v.path) for i, v in enumerate(spec.outputs)]
-    m.caches = [m.mount("cache", i, p) for i, p in enumerate(spec.caches)]
+    m.caches = [m.mount("cache", i, c.path) for i, c in enumerate(spec.caches)]
+    m.fetched = m.inputs + [mount for c, mount in zip(spec.caches, m.caches, strict=True) if c.fetch]
+    m.uploaded = m.outputs + [mount for c, mount in zip(spec.caches, m.caches, strict=True) if c.upload]
     return m
 
 
@@ -194,11 +213,11 @@ def _containers(spec: KubeTaskSpec, settings: Settings, url: str, mounts: _Mount
     the last of them being the one (main) container."""
     task = _task_container(spec, settings, mounts.task)
     init: list[Manifest] = []
-    if spec.inputs:
-        init.append(_step_container(FETCH, _fetch_command(spec, url), mounts.inputs, spec, settings))
-    if not spec.outputs:
+    if _fetched(spec):
+        init.append(_step_container(FETCH, _fetch_command(spec, url), mounts.fetched, spec, settings))
+    if not _uploaded(spec):
         return init, [task]
-    return [*init, task], [_step_container(UPLOAD, _upload_command(spec, url), mounts.outputs, spec, settings)]
+    return [*init, task], [_step_container(UPLOAD, _upload_command(spec, url), mounts.uploaded, spec, settings)]
 
 
 def _task_container(spec: KubeTaskSpec, settings: Settings, mounts: list[Manifest]) -> Manifest:
@@ -254,8 +273,8 @@ def _step_container(name: str, command: list[str], mounts: list[Manifest], spec:
 
 def _fetch_command(spec: KubeTaskSpec, url: str) -> list[str]:
     cmd = ["airside", FETCH, "--artifact-url", url]
-    for v in spec.inputs:
-        cmd += ["--volume", f"{v.handle}={v.path}"]
+    for handle, path in _fetched(spec):
+        cmd += ["--volume", f"{handle}={path}"]
     return cmd
 
 
@@ -266,8 +285,8 @@ def _upload_command(spec: KubeTaskSpec, url: str) -> list[str]:
             cmd += ["--property", f"{key}={value}"]
     if spec.output_ttl:
         cmd += ["--ttl", f"{spec.output_ttl:g}"]
-    for v in spec.outputs:
-        cmd += ["--volume", f"{v.handle}={v.path}"]
+    for handle, path in _uploaded(spec):
+        cmd += ["--volume", f"{handle}={path}"]
     return cmd
 
 

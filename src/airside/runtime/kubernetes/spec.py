@@ -2,7 +2,8 @@
 
 A spec names everything the Job builder needs and nothing it must look up: the image reference, the
 command, env, working directory and numeric user, the input and output volumes (`KubeVolume`: name,
-absolute mount path, artifact-store handle), cache paths, limits, and the labels' build/attempt/step.
+absolute mount path, artifact-store handle), the caches (`KubeCache`: path, and the artifact-store volumes
+it is fetched from and saved to), limits, and the labels' build/attempt/step.
 
 `from_task_config` reads an `airside.task.TaskConfig` through `TaskConfigLike`, the part of it this module
 uses (the runtime layer may not import airside.task, which sits beside it).
@@ -21,7 +22,7 @@ from airside.runtime.images import registry_host
 
 from .names import output_handle
 
-__all__ = ["KubeTaskSpec", "KubeVolume", "PullCredentials", "TaskConfigLike"]
+__all__ = ["KubeCache", "KubeTaskSpec", "KubeVolume", "PullCredentials", "TaskConfigLike"]
 
 
 # --------------------------------------------------------------------------- what is read of a task config
@@ -96,6 +97,17 @@ class KubeVolume:
 
 
 @dataclass(frozen=True)
+class KubeCache:
+    """A task cache: its absolute mount path in the containers (a pod-local emptyDir), the artifact-store
+    volume `fetch-inputs` streams into it before the task (`fetch`; "" starts it empty) and the one
+    `upload-outputs` creates from it after a successful task (`upload`; "" keeps nothing)."""
+
+    path: str
+    fetch: str = ""
+    upload: str = ""
+
+
+@dataclass(frozen=True)
 class PullCredentials:
     """Registry credentials of a task's image (image_resource.source.username/password): the Job's image
     pull Secret is made of them. Never printed: the password is left out of `repr`."""
@@ -116,7 +128,7 @@ class KubeTaskSpec:
     user: str | None = None  # run.user: must be numeric "uid" or "uid:gid" here
     inputs: list[KubeVolume] = field(default_factory=list)
     outputs: list[KubeVolume] = field(default_factory=list)
-    caches: list[str] = field(default_factory=list)  # absolute paths
+    caches: list[KubeCache] = field(default_factory=list)
     limits: Limits = field(default_factory=Limits)
     build: str = ""
     attempt: int = 1
@@ -135,13 +147,16 @@ class KubeTaskSpec:
         image: str | None = None, env: Mapping[str, str] | None = None,
         work_dir: str | PurePosixPath = DEFAULT_WORK_DIR, timeout: float | None = None, output_ttl: float = 0.0,
         annotations: Mapping[str, str] | None = None, tags: Sequence[str] = (), privileged: bool = False,
+        caches: Mapping[str, KubeCache] | None = None,
     ) -> KubeTaskSpec:
         """From a task config (an `airside.task.TaskConfig`, read through `TaskConfigLike`).
 
         `inputs` maps input name → artifact-store volume handle (an optional input left out is not
         mounted); `outputs` maps output name → the handle to create (default `output_handle(handle, name)`);
         `image` overrides `image_resource.reference` (a step's `image:`); `env` is added to the params;
-        `image_resource.source.username`/`password` become `pull_credentials` (not with `image`).
+        `image_resource.source.username`/`password` become `pull_credentials` (not with `image`); `caches`
+        maps a cache's container path (as `config.cache_paths(work_dir)` gives it) to the `KubeCache` whose
+        `fetch`/`upload` volumes it uses; a cache without an entry starts empty and is not kept.
         Raises `RuntimeError_` when there is no image (a rootfs_uri is refused: Jobs need image_resource), its
         resource type is not fetched, a required input has no volume, or run.args is given without run.path
         (which Kubernetes cannot express)."""
@@ -156,7 +171,7 @@ class KubeTaskSpec:
             args=list(config.run.args), env={**config.params_env(), **(env or {})},
             dir=str(config.working_dir(work_dir)), user=config.run.user,
             inputs=_inputs(config, inputs, work_dir, task), outputs=_outputs(config, handle, outputs or {}, work_dir),
-            caches=[str(p) for p in config.cache_paths(work_dir)], limits=_limits(config.container_limits),
+            caches=_caches(config, caches or {}, work_dir), limits=_limits(config.container_limits),
             build=build, attempt=attempt, step=step, timeout=timeout, output_ttl=output_ttl,
             annotations=dict(annotations or {}), tags=list(tags), privileged=privileged,
             pull_credentials=_credentials(config, task) if image is None else None,
@@ -175,7 +190,7 @@ class KubeTaskSpec:
         outs = [KubeVolume(m.source.name, m.destination, m.source.name) for m in spec.mounts if not m.read_only]
         return cls(privileged=spec.privileged, handle=spec.handle, image=spec.image, path=spec.path, args=list(spec.args), env=dict(spec.env),
                    dir=spec.dir or "/", user=spec.user, inputs=ins, outputs=outs, limits=spec.limits,
-                   caches=list(caches), build=build, attempt=attempt, step=step, annotations=dict(annotations or {}),
+                   caches=[KubeCache(p) for p in caches], build=build, attempt=attempt, step=step, annotations=dict(annotations or {}),
                    timeout=timeout, output_ttl=output_ttl)
 
 
@@ -224,6 +239,14 @@ def _outputs(config: TaskConfigLike, handle: str, handles: Mapping[str, str],
     paths = config.output_paths(work_dir)
     return [KubeVolume(o.name, str(paths[o.name]), handles.get(o.name) or output_handle(handle, o.name))
             for o in config.outputs]
+
+
+def _caches(config: TaskConfigLike, given: Mapping[str, KubeCache], work_dir: str | PurePosixPath) -> list[KubeCache]:
+    out = []
+    for p in map(str, config.cache_paths(work_dir)):
+        c = given.get(p)
+        out.append(KubeCache(p, c.fetch, c.upload) if c else KubeCache(p))
+    return out
 
 
 def _limits(limits: _ContainerLimits | None) -> Limits:
