@@ -92,6 +92,11 @@ class Env:
             p = pipelines.get(s, "main", pipeline)
             return pipelines.get_build(s, pipelines.get_job(s, p, job), name)
 
+    def job_build_count(self, job: str, pipeline: str = "p") -> int:
+        with self.tx() as s:
+            p = pipelines.get(s, "main", pipeline)
+            return len(pipelines.job_builds(s, pipelines.get_job(s, p, job)))
+
     def status(self, job: str, name: str = "1") -> str:
         return self.job_build(job, name).status
 

@@ -547,7 +547,10 @@ class Walk:
         if "build" not in st:
             if env.cancelled:
                 return self._set(st, ABORTED, "aborted before it started")
-            v = resources.triggered_version(self.s, self.jb, name) or resources.choose(self.s, self.p, self.job, step, r)
+            # `every`: each triggered build fetches the version that triggered it (two builds in flight must not
+            # both take the oldest unfetched one); otherwise, as Concourse, the newest acceptable one when it runs
+            v = ((resources.triggered_version(self.s, self.jb, name) if step.get("version") == "every" else None)
+                 or resources.choose(self.s, self.p, self.job, step, r))
             if v is None:
                 st["waiting"] = f"no version of {r.name} yet" + (f" that passed {', '.join(step['passed'])}"
                                                                  if step.get("passed") else "")

@@ -60,7 +60,7 @@ class ResourceError(Exception):
     """A resource that cannot be checked, fetched or pushed as configured (the step errors with this)."""
 
 
-def digest(data: Any) -> str:
+def digest(data: object) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -121,7 +121,21 @@ def stderr_tail(s: Session, build_id: int, lines: int = 10) -> str:
     return "\n".join(_stream(s, build_id, "stderr").strip().splitlines()[-lines:])
 
 
-def response(s: Session, b: BuildRow, script: str) -> Any:
+def check_response(s: Session, b: BuildRow) -> list[Data]:
+    """The versions a check script printed (see `response`)."""
+    found = _response(s, b, "check")
+    assert isinstance(found, list)
+    return found
+
+
+def response(s: Session, b: BuildRow, script: str) -> Data:
+    """The answer of an in/out script: {version, metadata} (see `_response`)."""
+    found = _response(s, b, script)
+    assert isinstance(found, dict)
+    return found
+
+
+def _response(s: Session, b: BuildRow, script: str) -> object:
     """The script's answer (stdout as JSON, checked for the protocol's shape); ResourceError with the stderr
     tail for a failure, a non-JSON answer or a wrong shape."""
     tail = stderr_tail(s, b.id)
@@ -218,7 +232,7 @@ def versions(s: Session, r: ResourceRow, limit: int = 100) -> Sequence[ResourceV
                      .order_by(ResourceVersionRow.check_order.desc()).limit(limit)).all()
 
 
-def save_version(s: Session, cfg: ResourceConfigRow, version: Data, meta: list[Any], now: float) -> ResourceVersionRow:
+def save_version(s: Session, cfg: ResourceConfigRow, version: Data, meta: list[Data], now: float) -> ResourceVersionRow:
     h = digest(version)
     row = s.scalar(select(ResourceVersionRow).where(ResourceVersionRow.config_id == cfg.id,
                                                     ResourceVersionRow.version_hash == h))
@@ -264,7 +278,7 @@ def start_check(s: Session, web: WebHost, cfg: ResourceConfigRow, r: ResourceRow
 def finish_check(s: Session, cfg: ResourceConfigRow, b: BuildRow, now: float) -> None:
     cfg.check_build_id, cfg.last_checked = None, now
     try:
-        found = response(s, b, "check")
+        found = check_response(s, b)
     except ResourceError as e:
         cfg.failures += 1
         cfg.check_error = str(e)
@@ -351,7 +365,7 @@ def choose(s: Session, p: PipelineRow, job: JobRow, step: Data, r: ResourceRow) 
     elif isinstance(want, dict):
         q = q.where(ResourceVersionRow.version_hash == digest({k: str(v) for k, v in want.items()}))
     elif want == "every":
-        used = _fetched_by(s, job.id, r.id, step["get"])
+        used = _fetched_by(s, job.id, r.id, step["get"], ("get", "trigger"))  # a build in flight has its version
         if used:
             newest_used = s.scalar(select(func.max(ResourceVersionRow.check_order))
                                    .where(ResourceVersionRow.id.in_(used))) or 0
