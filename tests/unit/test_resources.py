@@ -14,6 +14,7 @@ from sqlalchemy import select
 from airside.core.schemas import WorkerRegistration, new_boot_epoch
 from airside.web import pipelines, registry, resources
 from airside.web.db import BuildRow, ResourceConfigRow, ResourceVersionRow
+from airside.web.errors import NotFound
 from tests.unit.test_plans import Env, env, task  # noqa: F401 - env is the fixture
 
 MOCK = {"name": "src", "type": "mock", "source": {"initial_version": "1"}, "check_every": "10s"}
@@ -35,27 +36,27 @@ def config(*jobs: dict, resources_: list[dict] | None = None, types: list[dict] 
     return yaml.safe_dump(data)
 
 
-def builds_of(env: Env, where=None) -> list[BuildRow]:
-    with env.tx() as s:
+def builds_of(e: Env, where=None) -> list[BuildRow]:
+    with e.tx() as s:
         q = select(BuildRow).order_by(BuildRow.id)
         return list(s.scalars(q.where(where) if where is not None else q).all())
 
 
-def checks(env: Env) -> list[BuildRow]:
-    return [b for b in builds_of(env) if b.step_name == "" and b.config["run"]["path"] == "/opt/resource/check"]
+def checks(e: Env) -> list[BuildRow]:
+    return [b for b in builds_of(e) if b.step_name == "" and b.config["run"]["path"] == "/opt/resource/check"]
 
 
-def versions(env: Env) -> list[dict]:
-    with env.tx() as s:
+def versions(e: Env) -> list[dict]:
+    with e.tx() as s:
         return [v.version for v in s.scalars(select(ResourceVersionRow).order_by(ResourceVersionRow.check_order))]
 
 
-def answer_check(env: Env, found: list[dict]) -> None:
-    env.tick()
-    pending = [b for b in checks(env) if b.status == "pending"]
-    assert len(pending) == 1, [(b.id, b.status) for b in checks(env)]
-    env.run(pending[0].id, stdout=json.dumps(found), stderr="checking\n")
-    env.tick()
+def answer_check(e: Env, found: list[dict]) -> None:
+    e.tick()
+    pending = [b for b in checks(e) if b.status == "pending"]
+    assert len(pending) == 1, [(b.id, b.status) for b in checks(e)]
+    e.run(pending[0].id, stdout=json.dumps(found), stderr="checking\n")
+    e.tick()
 
 
 def test_a_check_runs_the_script_with_source_and_version_and_stores_versions_in_order(renv: Env) -> None:
@@ -119,7 +120,7 @@ def test_trigger_get_task_and_no_second_build_for_the_same_version(renv: Env) ->
     renv.run(use.id)
     renv.tick(advance=11)
     assert renv.status("j") == "succeeded"
-    with pytest.raises(Exception):
+    with pytest.raises(NotFound):
         renv.job_build("j", "2")  # the same version does not trigger again
     answer_check(renv, [{"v": "2"}])
     assert renv.job_build("j", "2").created_by == "resource src"
