@@ -141,8 +141,9 @@ class KubeDispatcher:
             with self.web.sessions() as s:
                 b = builds.get(s, build_id)
                 cfg, inputs, tags, privileged = parse_task_config(b.config), list(b.inputs), list(b.tags), b.privileged
-                cache_key = b.cache_key
+                cache_key, stdin, resource_type = b.cache_key, b.stdin, b.resource_type
             att = KubeAttempt(self, AttemptNames(build_id, attempt), cfg, inputs, tags, privileged, cache_key)
+            att.stdin, att.resource_type = stdin, resource_type
             if adopt and (status != BuildStatus.running or self.rt.status(att.handle) == "missing"):
                 with self.web.tx() as s:
                     builds.interrupt(s, builds.get(s, build_id, lock=True),
@@ -259,6 +260,8 @@ class KubeAttempt:
                  tags: list[str] | None = None, privileged: bool = False, cache_key: str = "") -> None:
         self.d, self.names, self.cfg, self.inputs = d, names, cfg, inputs
         self.tags, self.privileged, self.cache_key = list(tags or []), privileged, cache_key
+        self.stdin: str | None = None  # a resource script's request (read on its stdin)
+        self.resource_type = ""  # a type workers offer: it has no image a pod could run
         self.handle = names.handle
         self.web, self.rt = d.web, d.rt
         self.log: structlog.stdlib.BoundLogger = LOG.bind(build=names.build_id, attempt=names.attempt,
@@ -354,12 +357,16 @@ class KubeAttempt:
         from airside.runtime.kubernetes import KubeCache, KubeTaskSpec
 
         n = self.names
+        if self.resource_type:
+            raise RuntimeError_(f"resource type {self.resource_type!r} is one workers offer (a rootfs on the worker), "
+                                "which a Kubernetes Job cannot run: declare it in the pipeline's resource_types with "
+                                "its registry image, or run resource steps on workers")
         spec = KubeTaskSpec.from_task_config(
             self.cfg, handle=self.handle, inputs={name: n.input_volume(name) for name in self.inputs},
             outputs={o.name: n.output_volume(o.name) for o in self.cfg.outputs},
             build=str(n.build_id), attempt=n.attempt, step="task", tags=self.tags, privileged=self.privileged,
             caches={c.path: KubeCache(c.path, fetch=c.fetched if c.source else "", upload=c.saved)
-                    for c in self.caches})
+                    for c in self.caches}, stdin=self.stdin)
         self.rt.prepare(spec)
         self.rt.start(self.handle)
         self.log.info("job started")

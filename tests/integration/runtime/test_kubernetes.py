@@ -174,6 +174,20 @@ def test_task_succeeds_with_logs_and_env_and_is_cleaned_up(runtime: KubernetesRu
     assert runtime.status(spec.handle) == "missing"
 
 
+def test_stdin_reaches_the_task_through_the_jobs_secret(runtime: KubernetesRuntime, shell_image: str) -> None:
+    """A resource script's request (its stdin), on a real cluster: what the task reads is exactly what was given."""
+    request = '{"source": {"uri": "git@example.com:x.git"}, "version": {"ref": "abc"}}'
+    spec = KubeTaskSpec(handle=f"it-{uuid.uuid4().hex[:8]}", image=shell_image, path="/bin/sh",
+                        args=["-c", 'cat; echo " <- read" >&2'], build="it", step="t", stdin=request)
+    try:
+        status, logs = _run(runtime, spec)
+        assert status is not None and status.code == 0, status
+        assert request.encode() in logs and b"<- read" in logs
+    finally:
+        runtime.destroy(spec.handle)
+    _gone(runtime, spec.handle)
+
+
 def test_failing_task_returns_its_exit_code(runtime: KubernetesRuntime, shell_image: str) -> None:
     spec = _spec(shell_image, "echo failing; exit 3")
     try:

@@ -31,6 +31,7 @@ from airside.runtime.kubernetes import (
     classify,
     job_name,
 )
+from airside.runtime.kubernetes.names import secret_name
 from airside.task.config import load_task_config
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -541,3 +542,20 @@ def test_pod_steps_use_the_store_with_the_token_from_env(monkeypatch: pytest.Mon
     monkeypatch.delenv("AIRSIDE_BAGGAGECLAIM_TOKEN")
     r = CliRunner().invoke(fetch_inputs_command(factory), ["--artifact-url", "u", "--volume", "v=/w"])
     assert r.exit_code != 0 and "AIRSIDE_BAGGAGECLAIM_TOKEN" in r.output
+
+
+def test_stdin_comes_from_the_jobs_secret_never_the_pod_spec() -> None:
+    """A resource script reads its request on stdin; in a Job the image's sh pipes it from the Secret (a source's
+    private key must not be readable by whoever can read pods)."""
+    request = '{"source": {"private_key": "-----BEGIN KEY-----"}, "version": null}'
+    spec = KubeTaskSpec(handle="b5-a1", image="me/git-resource", path="/opt/resource/check", build="5", step="check",
+                        stdin=request)
+    job = build_job(spec, _settings())
+    task = job["spec"]["template"]["spec"]["containers"][0]
+    assert task["command"][:2] == ["/bin/sh", "-c"] and task["command"][3] == "/opt/resource/check"
+    assert {"name": "AIRSIDE_STDIN", "valueFrom": {"secretKeyRef": {"name": secret_name("b5-a1"), "key": "stdin"}}} \
+        in task["env"]
+    assert "BEGIN KEY" not in yaml.safe_dump(job) and "BEGIN KEY" not in repr(spec)
+    assert build_secret(spec, _settings(), "")["stringData"]["stdin"] == request
+    plain = build_job(KubeTaskSpec(handle="b6-a1", image="busybox", path="/bin/true", build="6"), _settings())
+    assert "AIRSIDE_STDIN" not in yaml.safe_dump(plain)

@@ -35,6 +35,7 @@ from .names import (
     LABEL_BUILD,
     LABEL_STEP,
     MANAGED_BY,
+    STDIN_ENV,
     TASK,
     TOKEN_ENV,
     UPLOAD,
@@ -80,13 +81,14 @@ def build_pull_secret(spec: KubeTaskSpec, settings: Settings) -> Manifest | None
 
 
 def build_secret(spec: KubeTaskSpec, settings: Settings, token: str) -> Manifest:
-    """The Secret holding the artifact-store token for a task's airside steps (pure)."""
+    """The Secret holding the artifact-store token for a task's airside steps and the task's stdin (a resource
+    script's request, which may hold credentials: never in the pod spec) (pure)."""
     return {
         "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
         "metadata": {"name": secret_name(spec.handle), "namespace": settings.kubernetes_namespace,
                      "labels": {MANAGED_BY: "airside", LABEL_BUILD: label_value(spec.build)},
                      "annotations": {ANNOTATION_HANDLE: spec.handle}},
-        "stringData": {"token": token},
+        "stringData": {"token": token, **({"stdin": spec.stdin} if spec.stdin is not None else {})},
     }
 
 
@@ -94,6 +96,12 @@ def needs_secret(job: Manifest) -> bool:
     """Whether a Job built by `build_job` has airside steps, which read the artifact-store token Secret."""
     pod = job["spec"]["template"]["spec"]
     return any(c["name"] in (FETCH, UPLOAD) for c in [*pod.get("initContainers", []), *pod["containers"]])
+
+
+def reads_stdin(job: Manifest) -> bool:
+    """Whether the Job's task reads its stdin from the Job's Secret (`STDIN_ENV`)."""
+    pod = job["spec"]["template"]["spec"]
+    return any(e.get("name") == STDIN_ENV for c in pod["containers"] for e in c.get("env", []))
 
 
 # --------------------------------------------------------------------------- checks
@@ -222,13 +230,21 @@ def _containers(spec: KubeTaskSpec, settings: Settings, url: str, mounts: _Mount
 
 def _task_container(spec: KubeTaskSpec, settings: Settings, mounts: list[Manifest]) -> Manifest:
     task: Manifest = {"name": TASK, "image": spec.image}
-    if spec.path:  # else the image's ENTRYPOINT/CMD runs (Concourse 8, run.path omitted)
+    if spec.stdin is not None:
+        # a pod's container has no stdin to give: the image's sh pipes the request (from the Job's Secret, so a
+        # source's credentials never show in the pod spec) into the script, whose exit status is the task's
+        task["command"] = ["/bin/sh", "-c", f'printf "%s" "${STDIN_ENV}" | "$0" "$@"', spec.path]
+    elif spec.path:  # else the image's ENTRYPOINT/CMD runs (Concourse 8, run.path omitted)
         task["command"] = [spec.path]
     if spec.args:
         task["args"] = list(spec.args)
     task["workingDir"] = spec.dir
-    if spec.env:
-        task["env"] = [{"name": k, "value": v} for k, v in spec.env.items()]
+    env: list[Manifest] = [{"name": k, "value": v} for k, v in spec.env.items()]
+    if spec.stdin is not None:
+        env.append({"name": STDIN_ENV, "valueFrom": {"secretKeyRef": {"name": secret_name(spec.handle),
+                                                                      "key": "stdin"}}})
+    if env:
+        task["env"] = env
     resources = _resources(spec, settings)
     if resources:
         task["resources"] = resources

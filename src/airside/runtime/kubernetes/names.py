@@ -28,6 +28,7 @@ LABEL_BUILD, LABEL_ATTEMPT, LABEL_STEP = "airside.dev/build", "airside.dev/attem
 ANNOTATION_HANDLE, ANNOTATION_STEP = "airside.dev/handle", "airside.dev/step"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"  # set by the Job controller on the Job's pods
 FETCH, TASK, UPLOAD = "fetch-inputs", "task", "upload-outputs"  # the pod's container names
+STDIN_ENV = "AIRSIDE_STDIN"  # the task container's env var holding its stdin (from the Job's Secret)
 TOKEN_ENV = "AIRSIDE_BAGGAGECLAIM_TOKEN"  # the airside steps' env var holding the artifact-store token
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

@@ -14,7 +14,7 @@ from airside.core import log as logging
 from airside.runtime.base import ContainerSpec, ExitStatus, LogChunk, Runtime, RuntimeError_
 
 from .client import ApiClient, ApiError, Cluster, LogStream, load_api_client
-from .job import build_job, build_pull_secret, build_secret, needs_secret
+from .job import build_job, build_pull_secret, build_secret, needs_secret, reads_stdin
 from .names import ANNOTATION_HANDLE, MANAGED_BY, TASK, Manifest, job_name, pull_secret_name, secret_name
 from .spec import KubeTaskSpec
 from .verdict import InfraFailure, Verdict
@@ -80,7 +80,8 @@ class KubernetesRuntime(Runtime):
             if handle not in self._prepared:
                 raise RuntimeError_(f"task {handle!r} was not prepared by this process: call prepare() first")
             spec, manifest = self._prepared[handle]
-        secrets = [build_secret(spec, self.settings, self.artifact_token or "")] if needs_secret(manifest) else []
+        secrets = ([build_secret(spec, self.settings, self.artifact_token or "")]
+                   if needs_secret(manifest) or reads_stdin(manifest) else [])
         pull = build_pull_secret(spec, self.settings)
         if pull is not None:
             secrets.append(pull)

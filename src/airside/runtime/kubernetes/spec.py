@@ -139,6 +139,7 @@ class KubeTaskSpec:
     tags: list[str] = field(default_factory=list)  # the build's tags: placement by settings.kubernetes_tag_placement
     privileged: bool = False  # securityContext.privileged, if settings.allow_privileged_tasks permits it
     pull_credentials: PullCredentials | None = None  # a per-Job image pull Secret is made of them
+    stdin: str | None = field(default=None, repr=False)  # what the task reads on stdin (a resource request)
 
     @classmethod
     def from_task_config(
@@ -147,7 +148,7 @@ class KubeTaskSpec:
         image: str | None = None, env: Mapping[str, str] | None = None,
         work_dir: str | PurePosixPath = DEFAULT_WORK_DIR, timeout: float | None = None, output_ttl: float = 0.0,
         annotations: Mapping[str, str] | None = None, tags: Sequence[str] = (), privileged: bool = False,
-        caches: Mapping[str, KubeCache] | None = None,
+        caches: Mapping[str, KubeCache] | None = None, stdin: str | None = None,
     ) -> KubeTaskSpec:
         """From a task config (an `airside.task.TaskConfig`, read through `TaskConfigLike`).
 
@@ -174,7 +175,7 @@ class KubeTaskSpec:
             caches=_caches(config, caches or {}, work_dir), limits=_limits(config.container_limits),
             build=build, attempt=attempt, step=step, timeout=timeout, output_ttl=output_ttl,
             annotations=dict(annotations or {}), tags=list(tags), privileged=privileged,
-            pull_credentials=_credentials(config, task) if image is None else None,
+            pull_credentials=_credentials(config, task) if image is None else None, stdin=stdin,
         )
 
     @classmethod
