@@ -238,3 +238,14 @@ def test_pinned_and_disabled_versions(renv: Env) -> None:
     renv.trigger("j")
     renv.tick()
     assert json.loads(renv.step("j", "src", name="2").stdin)["version"] == {"v": "1"}
+
+
+def test_only_the_last_check_build_is_kept(renv: Env) -> None:
+    renv.set(config({"name": "j", "plan": [{"get": "src"}]}))
+    for n in range(3):
+        answer_check(renv, [{"v": str(n)}])
+        renv.now += 11
+    assert len(checks(renv)) == 1, "rows grow with versions, not with checks"
+    assert versions(renv) == [{"v": "0"}, {"v": "1"}, {"v": "2"}]
+    with renv.tx() as s:
+        assert s.scalar(select(ResourceConfigRow)).last_check_build_id == checks(renv)[0].id

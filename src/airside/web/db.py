@@ -198,7 +198,8 @@ class ResourceConfigRow(Base):
     last_checked: Mapped[float | None] = mapped_column(Float, nullable=True)
     check_error: Mapped[str] = mapped_column(Text, default="")
     failures: Mapped[int] = mapped_column(Integer, default=0)
-    check_build_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    check_build_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the check running now
+    last_check_build_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the last one (its log kept)
     next_order: Mapped[int] = mapped_column(Integer, default=1)
 
 

@@ -51,6 +51,7 @@ from airside.web.host import WebHost
 LOG = log.get("airside.web.resources")
 DEFAULT_CHECK_EVERY = 60.0
 MAX_BACKOFF = 3600.0
+NEVER = 1e18  # next_check_at of a config checked only on request (check_every: never)
 GET_DIR, PUT_DIR = "/tmp/build/get", "/tmp/build/put"
 TERMINAL_S = {str(x) for x in TERMINAL}
 Data = dict[str, Any]
@@ -275,8 +276,23 @@ def start_check(s: Session, web: WebHost, cfg: ResourceConfigRow, r: ResourceRow
     return b
 
 
-def finish_check(s: Session, cfg: ResourceConfigRow, b: BuildRow, now: float) -> None:
+def finish_check(s: Session, cfg: ResourceConfigRow, b: BuildRow, now: float) -> list[int]:
+    """Stores what check build `b` found (or its error). Only the last check build of a config is kept (its log
+    shows the last check); the one before it is deleted, so rows grow with versions, not with checks. Returns the
+    deleted build ids (their artifacts are the caller's to delete)."""
     cfg.check_build_id, cfg.last_checked = None, now
+    gone = []
+    if cfg.last_check_build_id is not None and cfg.last_check_build_id != b.id:
+        old = s.get(BuildRow, cfg.last_check_build_id)
+        if old is not None and old.status in TERMINAL_S:
+            s.delete(old)
+            gone.append(old.id)
+    cfg.last_check_build_id = b.id
+    _store_check(s, cfg, b, now)
+    return gone
+
+
+def _store_check(s: Session, cfg: ResourceConfigRow, b: BuildRow, now: float) -> None:
     try:
         found = check_response(s, b)
     except ResourceError as e:
@@ -289,7 +305,7 @@ def finish_check(s: Session, cfg: ResourceConfigRow, b: BuildRow, now: float) ->
     for v in found:
         save_version(s, cfg, v, [], now)
     cfg.failures, cfg.check_error = 0, ""
-    cfg.next_check_at = now + cfg.check_every if cfg.check_every is not None else float("inf")
+    cfg.next_check_at = now + cfg.check_every if cfg.check_every is not None else NEVER
 
 
 def tick_checks(s: Session, web: WebHost, now: float) -> int:
@@ -300,7 +316,8 @@ def tick_checks(s: Session, web: WebHost, now: float) -> int:
             b = s.get(BuildRow, cfg.check_build_id)
             if b is None or b.status in TERMINAL_S:
                 if b is not None:
-                    finish_check(s, cfg, b, now)
+                    for gone in finish_check(s, cfg, b, now):
+                        web.artifacts.delete(gone)
                 else:
                     cfg.check_build_id = None
             continue

@@ -208,6 +208,12 @@ class TaskRunner:
         except ValueError as e:
             raise AttemptError(str(e) + ("" if self.tasks.runtime.isolates else
                                          " (the process runtime has no image to take one from)")) from e
+        if self.a.resource_type and not self.tasks.runtime.isolates:
+            # the process runtime has no root filesystem to enter: run the type's script from its rootfs directory
+            type_rootfs = self.tasks.resource_types.get(self.a.resource_type)
+            if type_rootfs is None:
+                raise AttemptError(f"this worker offers no resource type {self.a.resource_type!r}")
+            path = str(type_rootfs / path.lstrip("/"))
         spec = ContainerSpec(
             handle=self.handle, rootfs=self.rootfs, path=path, args=args,
             env={**self.image_env, **cfg.params_env()}, dir=str(cfg.working_dir()),

@@ -27,6 +27,7 @@ def upgrade() -> None:
     sa.Column('check_error', sa.Text(), nullable=False),
     sa.Column('failures', sa.Integer(), nullable=False),
     sa.Column('check_build_id', sa.Integer(), nullable=True),
+    sa.Column('last_check_build_id', sa.Integer(), nullable=True),
     sa.Column('next_order', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('team', 'type', 'source_hash')
