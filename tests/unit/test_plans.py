@@ -39,6 +39,10 @@ class Host:
 
     artifacts: ArtifactStore
     settings: Settings = field(default_factory=lambda: Settings(runtime="workers"))
+    lags: list[float] = field(default_factory=list)
+
+    def observe_check_lag(self, seconds: float) -> None:
+        self.lags.append(seconds)
 
 
 @pytest.fixture

@@ -38,6 +38,10 @@ class WebHost(Protocol):
         """Wakes the workers' long-polls waiting in this process (callable from any thread)."""
         ...
 
+    def observe_check_lag(self, seconds: float) -> None:
+        """Records how late a resource check started after it was due."""
+        ...
+
     def observe_finished(self, b: BuildRow) -> None:
         """Records a build that reached its final status in the metrics."""
         ...

@@ -63,6 +63,10 @@ class Metrics:
                                     buckets=BUCKETS, registry=self.registry)
         self.finished = Counter("airside_builds_finished", "Finished builds by status.", ["status"],
                                 registry=self.registry)
+        self.check_lag = Histogram("airside_check_lag_seconds",
+                                   "Seconds a resource check started after it was due (check_every).",
+                                   buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+                                   registry=self.registry)
         self.heartbeats = Counter("airside_heartbeats", "Worker heartbeats received.", registry=self.registry)
         self.requests = Counter(
             "airside_http_requests", "HTTP requests by route and status.", ["route", "status"], registry=self.registry

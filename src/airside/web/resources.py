@@ -324,7 +324,9 @@ def tick_checks(s: Session, web: WebHost, now: float) -> int:
         if cfg.check_every is None or cfg.next_check_at > now:
             continue
         try:
+            due = cfg.next_check_at
             start_check(s, web, cfg, r, now)
+            web.observe_check_lag(now - due)
             started += 1
         except Exception as e:  # noqa: BLE001 - a config that cannot be checked keeps the error and backs off
             cfg.failures += 1
@@ -377,6 +379,9 @@ def choose(s: Session, p: PipelineRow, job: JobRow, step: Data, r: ResourceRow) 
         ok = _succeeded_with(s, passed, p, r.id) or set()
         q = q.where(ResourceVersionRow.id.in_(ok))
     want = step.get("version")
+    pinned_in_config = r.config.get("version")  # `version:` on the resource pins it for every get
+    if r.pinned_version_id is None and isinstance(pinned_in_config, dict):
+        want = pinned_in_config
     if r.pinned_version_id is not None:
         q = q.where(ResourceVersionRow.id == r.pinned_version_id)
     elif isinstance(want, dict):

@@ -109,6 +109,9 @@ class Web:
         if self._wake is not None:
             self._wake.set()
 
+    def observe_check_lag(self, seconds: float) -> None:
+        self.metrics.check_lag.observe(max(0.0, seconds))
+
     def observe_finished(self, b: BuildRow) -> None:
         self.metrics.observe_build(b)
 
