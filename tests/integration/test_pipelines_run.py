@@ -244,3 +244,29 @@ def test_execute_takes_inputs_from_a_jobs_latest_build(web: WebProc, worker: Wor
     other.write_text(yaml.safe_dump(sh("true", inputs=[{"name": "nope"}])))
     r = run_cli(web, "execute", "-c", str(other), "-j", "p/build")
     assert r.returncode != 0 and "no artifact named nope" in r.stderr and "it made: bin" in r.stderr, r.stderr
+
+
+@pytest.mark.root
+def test_a_step_runs_in_an_image_an_earlier_step_made(tmp_path: Path, busybox_image: Path) -> None:
+    """`image: ARTIFACT` (the rootfs/ + metadata.json a registry-image get produces) on an oci worker."""
+    web = WebProc(tmp_path, heartbeat_ttl=3).start()
+    wk = WorkerProc(tmp_path, web, "oci1", worker_runtime="oci").start()
+    try:
+        wait_for(lambda: state_of(web.client(), "oci1") == "running", what="worker running")
+        api = Api(web)
+        make = {"task": "make-image", "config": {
+            "platform": "linux", "rootfs_uri": str(busybox_image), "outputs": [{"name": "img"}],
+            "run": {"path": "sh", "args": ["-c", "mkdir img/rootfs && for d in bin etc lib usr sbin; do "
+                                                 "[ -e /$d ] && cp -a /$d img/rootfs/; done; "
+                                                 "echo made-here > img/rootfs/marker; "
+                                                 "echo '{\"env\": [\"MARK=from-the-artifact\"]}' > img/metadata.json"]}}}
+        use = {"task": "use-image", "image": "img", "config": {
+            "platform": "linux", "run": {"path": "sh", "args": ["-c", "cat /marker; echo $MARK"]}}}
+        api.set({"jobs": [{"name": "j", "plan": [make, use]}]})
+        build = api.wait("j", api.trigger("j"), ("succeeded", "failed", "errored"), timeout=120)
+        assert build["status"] == "succeeded", build
+        log = api.step_log(build, "use-image")
+        assert "made-here" in log and "from-the-artifact" in log
+    finally:
+        wk.stop()
+        web.stop()

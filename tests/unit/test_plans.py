@@ -428,3 +428,20 @@ def test_a_bad_task_file_errors_the_step_naming_file_line_and_field(env):
         "platform: linux\nrootfs_uri: /\nrun:\n  path: sh\n  argz: [x]\n")}})
     jb = env.job_build("j", "1")
     assert jb.status == "errored" and "repo/ci/unit.yml:5" in jb.reason and "argz" in jb.reason, jb.reason
+
+
+def test_image_from_an_artifact_is_linked_as_the_builds_image_input(env):
+    env.set(pipeline({"name": "j", "plan": [
+        task("img", config={"outputs": [{"name": "img"}]}),
+        {"task": "in-it", "image": "img", "config": {"platform": "linux", "run": {"path": "true"}}},
+        {"task": "no-such", "image": "nope", "config": {"platform": "linux", "run": {"path": "true"}}},
+    ]}))
+    env.trigger("j")
+    env.finish_step("j", "img", outputs={"img": {"rootfs/marker": "x", "metadata.json": "{}"}})
+    b = env.step("j", "in-it")
+    assert b.image_input == "_image" and b.inputs == []
+    assert "rootfs/marker" in untar(env.host.artifacts.find(b.id, "inputs", "_image")[0])
+    env.run(b.id)
+    env.tick()
+    jb = env.job_build("j", "1")
+    assert jb.status == "errored" and "image: 'nope'" in jb.reason

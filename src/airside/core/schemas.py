@@ -165,6 +165,7 @@ class Assignment(Strict):
     privileged: bool = False
     stdin: str | None = None  # a resource script's JSON request (check/in/out); tasks read nothing
     resource_type: str = ""  # run in the rootfs of this resource type the worker offers (its registration)
+    image_input: str = ""  # the task's image is this input (a pipeline step's `image:` artifact), fetched first
 
 
 class Phase(StrEnum):

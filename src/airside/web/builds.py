@@ -213,7 +213,7 @@ def assignments(s: Session, worker: str, epoch: str) -> list[Assignment]:
                                             BuildRow.status.in_(ACTIVE_S)).order_by(BuildRow.id)).all()
     return [Assignment(build_id=b.id, attempt=b.attempt, status=b.status, config=b.config, inputs=b.inputs,
                        cache_key=b.cache_key, abort=b.abort_requested, privileged=b.privileged, stdin=b.stdin,
-                       resource_type=b.resource_type) for b in rows]
+                       resource_type=b.resource_type, image_input=b.image_input) for b in rows]
 
 
 # --- reports from the worker running a build --------------------------------------------------------

@@ -121,6 +121,8 @@ class BuildRow(Base):
     # (a type workers offer, or empty for a custom type's registry image) restricts placement
     stdin: Mapped[str | None] = mapped_column(Text, nullable=True)
     resource_type: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    # a pipeline task step's `image: ARTIFACT`: that artifact (linked as input IMAGE_INPUT) is the task's image
+    image_input: Mapped[str] = mapped_column(String(128), default="", server_default="")
 
 
 class PipelineRow(Base):

@@ -141,9 +141,9 @@ class KubeDispatcher:
             with self.web.sessions() as s:
                 b = builds.get(s, build_id)
                 cfg, inputs, tags, privileged = parse_task_config(b.config), list(b.inputs), list(b.tags), b.privileged
-                cache_key, stdin, resource_type = b.cache_key, b.stdin, b.resource_type
+                cache_key, stdin, resource_type, image_input = b.cache_key, b.stdin, b.resource_type, b.image_input
             att = KubeAttempt(self, AttemptNames(build_id, attempt), cfg, inputs, tags, privileged, cache_key)
-            att.stdin, att.resource_type = stdin, resource_type
+            att.stdin, att.resource_type, att.image_input = stdin, resource_type, image_input
             if adopt and (status != BuildStatus.running or self.rt.status(att.handle) == "missing"):
                 with self.web.tx() as s:
                     builds.interrupt(s, builds.get(s, build_id, lock=True),
@@ -262,6 +262,7 @@ class KubeAttempt:
         self.tags, self.privileged, self.cache_key = list(tags or []), privileged, cache_key
         self.stdin: str | None = None  # a resource script's request (read on its stdin)
         self.resource_type = ""  # a type workers offer: it has no image a pod could run
+        self.image_input = ""  # a pipeline step's `image:` artifact: a rootfs, which a pod cannot run
         self.handle = names.handle
         self.web, self.rt = d.web, d.rt
         self.log: structlog.stdlib.BoundLogger = LOG.bind(build=names.build_id, attempt=names.attempt,
@@ -357,6 +358,9 @@ class KubeAttempt:
         from airside.runtime.kubernetes import KubeCache, KubeTaskSpec
 
         n = self.names
+        if self.image_input:
+            raise RuntimeError_("image: from an artifact (a get's rootfs) cannot run as a Kubernetes Job, whose "
+                                "image the kubelet pulls from a registry: use the task config's image_resource")
         if self.resource_type:
             raise RuntimeError_(f"resource type {self.resource_type!r} is one workers offer (a rootfs on the worker), "
                                 "which a Kubernetes Job cannot run: declare it in the pipeline's resource_types with "

@@ -67,6 +67,7 @@ StepData = dict[str, Any]
 LAYERS = ("ensure", "on_error", "on_abort", "on_failure", "on_success", "across", "attempts", "timeout", "step")
 HOOK_KEYS = ("ensure", "on_error", "on_abort", "on_failure", "on_success")
 TERMINAL_S = {str(x) for x in TERMINAL}
+IMAGE_INPUT = "_image"  # the input name a step's `image:` artifact is linked as (not a task input: no path)
 
 
 class StepError(Exception):
@@ -462,9 +463,12 @@ class Walk:
             raise StepError(str(e)) from None
 
     def _start_task(self, step: dict[str, Any], path: str, env: Env) -> int:
+        image = None
         if step.get("image"):
-            raise StepError(f"image: {step['image']!r} (an artifact as the task's image) is not supported yet: "
-                            "use the task config's image_resource")
+            image = self._lookup_artifact(str(step["image"]), env)
+            if image is None:
+                raise StepError(f"image: {step['image']!r}: no earlier step produced an artifact of that name "
+                                "(a get of a registry-image resource, say)")
         cfg = self._task_config(step, env)
         overrides: dict[str, Any] = {}
         if step.get("params"):
@@ -506,6 +510,12 @@ class Walk:
                 self.web.artifacts.link((ref[0], ref[1], ref[2]), b.id, "inputs", name)
             except OSError as e:
                 raise StepError(f"input {name!r}: {e}") from None
+        if image is not None:
+            try:
+                self.web.artifacts.link((image[0], image[1], image[2]), b.id, "inputs", IMAGE_INPUT)
+            except OSError as e:
+                raise StepError(f"image {step['image']!r}: {e}") from None
+            b.image_input = IMAGE_INPUT
         b.inputs = list(inputs)
         builds.start(self.s, b, self.now)
         self.log.info("task step started", step=step["task"], path=path, build_id=b.id)

@@ -129,6 +129,12 @@ class TaskRunner:
         from airside.runtime import images  # only workers that isolate need image handling
 
         try:
+            if self.a.image_input:  # a pipeline step's `image:` artifact: a Concourse image dir (rootfs/ + metadata.json)
+                vol = self._volume(self.names.input_volume(self.a.image_input), self.names.properties("input"))
+                with self.web.download(routes.GET_INPUT, build_id=str(self.a.build_id),
+                                       name=self.a.image_input) as (chunks, enc):
+                    self.tasks.repo.stream_in(vol, "", chunks, encoding="zstd" if enc == "zstd" else "raw")
+                cfg = cfg.model_copy(update={"rootfs_uri": str(self.tasks.repo.data(vol)), "image_resource": None})
             if self.a.resource_type:  # a resource script in the rootfs of a type this worker offers
                 type_rootfs = self.tasks.resource_types.get(self.a.resource_type)
                 if type_rootfs is None:

@@ -86,11 +86,13 @@ def upgrade() -> None:
     with op.batch_alter_table('builds', schema=None) as batch_op:
         batch_op.add_column(sa.Column('stdin', sa.Text(), nullable=True))
         batch_op.add_column(sa.Column('resource_type', sa.String(length=64), server_default='', nullable=False))
+        batch_op.add_column(sa.Column('image_input', sa.String(length=128), server_default='', nullable=False))
 
 
 
 def downgrade() -> None:
     with op.batch_alter_table('builds', schema=None) as batch_op:
+        batch_op.drop_column('image_input')
         batch_op.drop_column('resource_type')
         batch_op.drop_column('stdin')
 
