@@ -249,3 +249,37 @@ def test_only_the_last_check_build_is_kept(renv: Env) -> None:
     assert versions(renv) == [{"v": "0"}, {"v": "1"}, {"v": "2"}]
     with renv.tx() as s:
         assert s.scalar(select(ResourceConfigRow)).last_check_build_id == checks(renv)[0].id
+
+
+def test_a_task_image_resource_of_another_type_is_checked_and_fetched_first(renv: Env) -> None:
+    renv.set(config({"name": "j", "plan": [{"task": "t", "config": {
+        "platform": "linux", "image_resource": {"type": "mock", "source": {"mirror_self": True}},
+        "run": {"path": "true"}}}]}, resources_=[]))
+    renv.trigger("j")
+    renv.tick()
+    check = renv.steps("j")[0]
+    assert check.resource_type == "mock" and json.loads(check.stdin) == {"source": {"mirror_self": True},
+                                                                        "version": None}
+    renv.run(check.id, stdout='[{"v": "1"}, {"v": "2"}]')
+    renv.tick()
+    get = renv.steps("j")[1]
+    assert json.loads(get.stdin)["version"] == {"v": "2"}
+    renv.run(get.id, stdout='{"version": {"v": "2"}}', outputs={"image": {"rootfs/bin/sh": "", "metadata.json": "{}"}})
+    renv.tick()
+    t = renv.step("j", "t")
+    assert t.image_input == "_image" and t.resource_type == ""
+    renv.run(t.id)
+    renv.tick()
+    assert renv.status("j") == "succeeded"
+
+
+def test_a_task_image_resource_whose_check_finds_nothing_errors(renv: Env) -> None:
+    renv.set(config({"name": "j", "plan": [{"task": "t", "config": {
+        "platform": "linux", "image_resource": {"type": "mock", "source": {}}, "run": {"path": "true"}}}]},
+        resources_=[]))
+    renv.trigger("j")
+    renv.tick()
+    renv.run(renv.steps("j")[0].id, stdout="[]")
+    renv.tick()
+    jb = renv.job_build("j", "1")
+    assert jb.status == "errored" and "found no version" in jb.reason

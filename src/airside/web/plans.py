@@ -380,9 +380,11 @@ class Walk:
             if env.cancelled:
                 return self._set(st, ABORTED, "aborted before it started")
             try:
-                st["build"] = self._start_task(step, path, env)
-            except StepError as e:
+                started = self._start_task(step, path, st, env)
+            except (StepError, resources.ResourceError) as e:
                 return self._set(st, ERRORED, str(e))
+            if started is not None:
+                st["build"] = started
             return None
         b = self.s.get(BuildRow, st["build"])
         if b is None:
@@ -462,7 +464,8 @@ class Walk:
         except TaskConfigError as e:
             raise StepError(str(e)) from None
 
-    def _start_task(self, step: dict[str, Any], path: str, env: Env) -> int:
+    def _start_task(self, step: dict[str, Any], path: str, st: dict[str, Any], env: Env) -> int | None:
+        """Starts the task's build (None: first its image_resource of a non-registry type is being fetched)."""
         image = None
         if step.get("image"):
             image = self._lookup_artifact(str(step["image"]), env)
@@ -481,6 +484,11 @@ class Walk:
                                         f"task {step['task']}")
             except TaskConfigError as e:
                 raise StepError(str(e)) from None
+        ir = cfg.image_resource
+        if image is None and ir is not None and ir.type not in ("registry-image", "docker-image"):
+            image = self._image_via_resource(ir.type, ir.source, ir.version, ir.params, step, path, st)
+            if image is None:
+                return None
         mapping = step.get("input_mapping") or {}
         inputs, missing = {}, []
         for i in cfg.inputs:
@@ -520,6 +528,49 @@ class Walk:
         builds.start(self.s, b, self.now)
         self.log.info("task step started", step=step["task"], path=path, build_id=b.id)
         return b.id
+
+    def _image_via_resource(self, type_name: str, source: dict[str, Any], version: dict[str, str] | None,
+                            params: dict[str, Any] | None, step: StepData, path: str,
+                            st: dict[str, Any]) -> list[Any] | None:
+        """A task's image_resource of any other type, as Concourse fetches it: a check (unless it names a
+        version), then a get of the newest version; its artifact is the image. None while that runs."""
+        worker_type, image = resources.image_of(self.p.config, type_name)
+        ist = st.setdefault("image_resource", {})
+        what = f"image_resource of type {type_name!r}"
+
+        def script(kind: str, request: dict[str, Any]) -> int:
+            config = resources.script_config(kind, image, self._metadata_env(), output="image" if kind == "in" else None)
+            b = resources.start_script(self.s, self.web, self.now, team=self.p.team, script=kind,
+                                       worker_type=worker_type, config=config, request=request, name=f"{type_name}")
+            b.job_build_id, b.step_path, b.step_name = self.jb.id, f"{path}/image", f"{step['task']} image"
+            builds.start(self.s, b, self.now)
+            return b.id
+
+        def ended(key: str) -> BuildRow | None:
+            b = self.s.get(BuildRow, ist[key])
+            if b is None:
+                raise StepError(f"{what}: its {key} build is gone")
+            return b if b.status in TERMINAL_S else None
+
+        if "get" in ist:
+            b = ended("get")
+            if b is None:
+                return None
+            resources.response(self.s, b, "in")
+            return [b.id, "outputs", "image"]
+        if version is None and "check" not in ist:
+            ist["check"] = script("check", {"source": source, "version": None})
+            return None
+        if version is None:
+            b = ended("check")
+            if b is None:
+                return None
+            found = resources.check_response(self.s, b)
+            if not found:
+                raise StepError(f"{what}: its check found no version")
+            version = found[-1]
+        ist["get"] = script("in", {"source": source, "version": version, "params": params or {}})
+        return None
 
     # get, put ---------------------------------------------------------------------------------------------
     def _resource_step(self, kind: str, step: StepData, path: str, st: dict[str, Any], env: Env) -> Result:
