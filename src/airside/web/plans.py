@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
@@ -131,7 +131,7 @@ def tick(s: Session, now: float, web: WebHost) -> int:
     started build (and, when builds ended, starts and walks what they made room for). Returns how many builds
     were walked."""
     resources.tick_checks(s, web, now)
-    resources.tick_triggers(s, now)
+    tick_triggers(s, now)
     walked = 0
     for _ in range(2):
         _start_pending(s, now)
@@ -160,6 +160,35 @@ def _walk_started(s: Session, now: float, web: WebHost) -> tuple[int, int]:
                 builds.abort(s, b, now)
         ended += jb.status in pipelines.TERMINAL_S
     return len(active), ended
+
+
+def tick_triggers(s: Session, now: float) -> list[JobBuildRow]:
+    """New builds for jobs whose triggering gets have a version no build of the job fetched yet."""
+    created = []
+    rows = s.execute(select(JobRow, PipelineRow).join(PipelineRow, JobRow.pipeline_id == PipelineRow.id)
+                     .where(JobRow.active.is_(True), JobRow.paused.is_(False), PipelineRow.paused.is_(False))).all()
+    for job, p in rows:
+        triggers = [g for g in resources.gets(list(job.config.get("plan") or [])) if g.get("trigger")]
+        if not triggers:
+            continue
+        pending = s.scalar(select(func.count()).select_from(JobBuildRow).where(
+            JobBuildRow.job_id == job.id, JobBuildRow.status == str(JobBuildStatus.pending))) or 0
+        if pending:
+            continue  # a pending build takes the newest versions when it starts
+        for g in triggers:
+            try:
+                r = resources.get_resource(s, p, g.get("resource") or g["get"])
+                v = resources.choose(s, p, job, g, r)
+            except (NotFound, resources.ResourceError):
+                continue
+            if v is not None and v.id not in resources.fetched_by(s, job.id, r.id, g["get"], ("get", "trigger")):
+                jb = pipelines.trigger(s, p, job, now, created_by=f"resource {r.name}", manual=False)
+                resources.record(s, jb, r, v, g["get"], "trigger")
+                LOG.info("job triggered", pipeline=p.name, job=job.name, build=jb.name, resource=r.name,
+                         version=v.version)
+                created.append(jb)
+                break
+    return created
 
 
 # --- walking one build's plan ---------------------------------------------------------------------------

@@ -9,10 +9,10 @@ answer, so a script that prints something else errors the step with its stderr's
 
     set-pipeline ──► resources synced: each (team, type, source) is one ResourceConfigRow, shared by every
                      resource with the same pair, so one check serves them all (as Concourse dedupes checks)
-    tick ──► a due config starts a check build ──(it ended)──► new versions stored in order; an error is kept
-             on the config and the next check backs off (check_every × 2^failures, at most an hour)
-         ──► a job with `get: … trigger: true` whose newest acceptable version no build of it has fetched gets
-             a new build (created_by "resource NAME")
+    tick_checks ──► a due config starts a check build ──(it ended)──► new versions stored in order; an error is
+             kept on the config and the next check backs off (check_every × 2^failures, at most an hour)
+    (airside.web.plans.tick_triggers: a job with `get: … trigger: true` whose newest acceptable version no build
+     of it has fetched gets a new build, created_by "resource NAME")
 
 `passed: [jobs]` offers a version only if a succeeded build of each of those jobs fetched or produced it;
 `version: every` takes the oldest version after the newest this job fetched, `latest` (default) the newest,
@@ -350,7 +350,7 @@ def _succeeded_with(s: Session, job_names: Sequence[str], p: PipelineRow, resour
     return result
 
 
-def _fetched_by(s: Session, job_id: int, resource_id: int, name: str, kinds: Sequence[str] = ("get",)) -> set[int]:
+def fetched_by(s: Session, job_id: int, resource_id: int, name: str, kinds: Sequence[str] = ("get",)) -> set[int]:
     """Versions builds of the job fetched with the get step `name` (kinds ("get", "trigger"): or were
     triggered by, before they fetched it)."""
     return set(s.scalars(select(JobBuildResourceRow.version_id)
@@ -387,7 +387,7 @@ def choose(s: Session, p: PipelineRow, job: JobRow, step: Data, r: ResourceRow) 
     elif isinstance(want, dict):
         q = q.where(ResourceVersionRow.version_hash == digest({k: str(v) for k, v in want.items()}))
     elif want == "every":
-        used = _fetched_by(s, job.id, r.id, step["get"], ("get", "trigger"))  # a build in flight has its version
+        used = fetched_by(s, job.id, r.id, step["get"], ("get", "trigger"))  # a build in flight has its version
         if used:
             newest_used = s.scalar(select(func.max(ResourceVersionRow.check_order))
                                    .where(ResourceVersionRow.id.in_(used))) or 0
@@ -401,7 +401,8 @@ def record(s: Session, jb: JobBuildRow, r: ResourceRow, v: ResourceVersionRow, n
     s.add(JobBuildResourceRow(job_build_id=jb.id, resource_id=r.id, version_id=v.id, name=name, kind=kind))
 
 
-def _gets(steps: Sequence[Data]) -> Iterator[Data]:
+def gets(steps: Sequence[Data]) -> Iterator[Data]:
+    """Every get step of a plan (nested in do, in_parallel and try included)."""
     for step in steps:
         if "get" in step:
             yield step
@@ -410,37 +411,6 @@ def _gets(steps: Sequence[Data]) -> Iterator[Data]:
             if isinstance(sub, dict):
                 sub = sub.get("steps")
             if isinstance(sub, list):
-                yield from _gets(sub)
+                yield from gets(sub)
         if isinstance(step.get("try"), dict):
-            yield from _gets([step["try"]])
-
-
-def tick_triggers(s: Session, now: float) -> list[JobBuildRow]:
-    """New builds for jobs whose triggering gets have a version no build of the job fetched yet."""
-    from airside.web import pipelines
-
-    created = []
-    rows = s.execute(select(JobRow, PipelineRow).join(PipelineRow, JobRow.pipeline_id == PipelineRow.id)
-                     .where(JobRow.active.is_(True), JobRow.paused.is_(False), PipelineRow.paused.is_(False))).all()
-    for job, p in rows:
-        triggers = [g for g in _gets(list(job.config.get("plan") or [])) if g.get("trigger")]
-        if not triggers:
-            continue
-        pending = s.scalar(select(func.count()).select_from(JobBuildRow).where(
-            JobBuildRow.job_id == job.id, JobBuildRow.status == str(JobBuildStatus.pending))) or 0
-        if pending:
-            continue  # a pending build takes the newest versions when it starts
-        for g in triggers:
-            try:
-                r = get_resource(s, p, g.get("resource") or g["get"])
-                v = choose(s, p, job, g, r)
-            except (NotFound, ResourceError):
-                continue
-            if v is not None and v.id not in _fetched_by(s, job.id, r.id, g["get"], ("get", "trigger")):
-                jb = pipelines.trigger(s, p, job, now, created_by=f"resource {r.name}", manual=False)
-                record(s, jb, r, v, g["get"], "trigger")
-                LOG.info("job triggered", pipeline=p.name, job=job.name, build=jb.name, resource=r.name,
-                         version=v.version)
-                created.append(jb)
-                break
-    return created
+            yield from gets([step["try"]])
