@@ -20,6 +20,20 @@ from tests.unit.test_plans import Env, env, task  # noqa: F401 - env is the fixt
 MOCK = {"name": "src", "type": "mock", "source": {"initial_version": "1"}, "check_every": "10s"}
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def tx(request: pytest.FixtureRequest, tmp_path):
+    """The walker's database, on SQLite and on PostgreSQL (row locks with SKIP LOCKED are real there)."""
+    from airside.web import db
+
+    url = (f"sqlite:///{tmp_path}/unit.db" if request.param == "sqlite"
+           else request.getfixturevalue("fresh_postgres_db").replace("postgresql://", "postgresql+psycopg://"))
+    engine = db.make_engine(url)
+    db.migrate(engine)
+    factory = db.sessions(engine)
+    yield lambda: db.transaction(factory)
+    engine.dispose()
+
+
 @pytest.fixture
 def renv(env: Env) -> Env:  # noqa: F811
     """The walker's env plus a worker that offers the `mock` type (resource builds are placed only there)."""

@@ -166,7 +166,8 @@ def tick_triggers(s: Session, now: float) -> list[JobBuildRow]:
     """New builds for jobs whose triggering gets have a version no build of the job fetched yet."""
     created = []
     rows = s.execute(select(JobRow, PipelineRow).join(PipelineRow, JobRow.pipeline_id == PipelineRow.id)
-                     .where(JobRow.active.is_(True), JobRow.paused.is_(False), PipelineRow.paused.is_(False))).all()
+                     .where(JobRow.active.is_(True), JobRow.paused.is_(False), PipelineRow.paused.is_(False))
+                     .with_for_update(skip_locked=True, of=JobRow)).all()  # web replicas: one triggers a job
     for job, p in rows:
         triggers = [g for g in resources.gets(list(job.config.get("plan") or [])) if g.get("trigger")]
         if not triggers:

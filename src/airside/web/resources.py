@@ -254,7 +254,8 @@ def _active_configs(s: Session) -> Iterator[tuple[ResourceConfigRow, PipelineRow
                      .join(ResourceRow, ResourceRow.config_id == ResourceConfigRow.id)
                      .join(PipelineRow, ResourceRow.pipeline_id == PipelineRow.id)
                      .where(ResourceRow.active.is_(True), PipelineRow.paused.is_(False),
-                            PipelineRow.archived.is_(False))).all()
+                            PipelineRow.archived.is_(False))
+                     .with_for_update(skip_locked=True, of=ResourceConfigRow)).all()  # web replicas: one checks
     seen = set()
     for cfg, p, r in rows:
         if cfg.id not in seen:
