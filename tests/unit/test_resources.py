@@ -134,6 +134,12 @@ def test_trigger_get_task_and_no_second_build_for_the_same_version(renv: Env) ->
     renv.run(use.id)
     renv.tick(advance=11)
     assert renv.status("j") == "succeeded"
+    with renv.tx() as s:
+        p = pipelines.get(s, "main", "p")
+        j = pipelines.get_job(s, p, "j")
+        view = pipelines.build_view(s, p, j, pipelines.get_build(s, j, "1"))
+    assert [(st.name, st.kind, st.status) for st in view.steps] == [("src", "get", "succeeded"),
+                                                                    ("use", "task", "succeeded")]
     with pytest.raises(NotFound):
         renv.job_build("j", "2")  # the same version does not trigger again
     answer_check(renv, [{"v": "2"}])

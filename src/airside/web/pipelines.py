@@ -234,11 +234,21 @@ def step_builds(s: Session, b: JobBuildRow) -> Sequence[BuildRow]:
     return s.scalars(select(BuildRow).where(BuildRow.job_build_id == b.id).order_by(BuildRow.id)).all()
 
 
+SCRIPT_KINDS = {"/opt/resource/in": "get", "/opt/resource/out": "put", "/opt/resource/check": "check"}
+
+
+def _kind(r: BuildRow) -> str:
+    """What a step build runs: a task, or a resource script (get, put, or the check of a task's image)."""
+    if r.stdin is None:
+        return "task"
+    return SCRIPT_KINDS.get(((r.config or {}).get("run") or {}).get("path", ""), "task")
+
+
 def build_view(s: Session, p: PipelineRow, j: JobRow, b: JobBuildRow) -> JobBuild:
-    steps = [StepView(path=r.step_path, name=r.step_name, kind="task", status=r.status, build_id=r.id,
+    steps = [StepView(path=r.step_path, name=r.step_name, kind=_kind(r), status=r.status, build_id=r.id,
                       reason=r.reason) for r in step_builds(s, b)]
     for path, st in sorted((b.state or {}).get("steps", {}).items()):
-        if st.get("kind") not in (None, "task") and st.get("result"):
+        if st.get("kind") not in (None, "task") and st.get("result") and "build" not in st:  # load_var, …
             steps.append(StepView(path=path, name=st.get("name", ""), kind=st["kind"], status=st["result"],
                                   reason=st.get("reason", "")))
     return JobBuild(id=b.id, team=p.team, pipeline=p.name, job=j.name, name=b.name, number=b.number,
