@@ -78,6 +78,13 @@ SUBSYSTEM_COMMANDS = {
     "trigger-job": "airside.pipeline_cli:trigger_job",
     "watch": "airside.pipeline_cli:watch",
     "rerun-build": "airside.pipeline_cli:rerun_build",
+    "resources": "airside.resource_cli:list_resources",
+    "resource-versions": "airside.resource_cli:resource_versions",
+    "check-resource": "airside.resource_cli:check_resource",
+    "pin-resource": "airside.resource_cli:pin_resource",
+    "unpin-resource": "airside.resource_cli:unpin_resource",
+    "disable-resource-version": "airside.resource_cli:disable_resource_version",
+    "enable-resource-version": "airside.resource_cli:enable_resource_version",
 }
 
 

@@ -17,6 +17,7 @@ from airside.core import routes
 from airside.core.schemas import (
     Build,
     BuildCreate,
+    CheckStarted,
     Heartbeat,
     Job,
     JobBuild,
@@ -24,6 +25,10 @@ from airside.core.schemas import (
     PipelineConfigView,
     PipelineSet,
     PipelineSetResult,
+    Resource,
+    ResourceCheck,
+    ResourceVersion,
+    Version,
     Worker,
     WorkerObject,
     WorkerRegistration,
@@ -268,3 +273,41 @@ class WebClient:
                 last[data["build_id"]] = max(last.get(data["build_id"], -1), data["seq"])
                 yield data
             cursor["after"] = ",".join(f"{b}:{seq}" for b, seq in sorted(last.items()))
+
+    # resources ------------------------------------------------------------------------------------------
+    def resources(self, team: str, pipeline: str) -> list[Resource]:
+        return [Resource.model_validate(r) for r in self.call(routes.LIST_RESOURCES, team=team, pipeline=pipeline)]
+
+    def resource(self, team: str, pipeline: str, resource: str) -> Resource:
+        return Resource.model_validate(self.call(routes.GET_RESOURCE, team=team, pipeline=pipeline, resource=resource))
+
+    def resource_versions(self, team: str, pipeline: str, resource: str, limit: int = 100,
+                          match: Version | None = None) -> list[ResourceVersion]:
+        """Newest first; with `match`, only the versions whose fields include all of it."""
+        params = {"limit": limit, "filter": [f"{k}:{v}" for k, v in (match or {}).items()]}
+        return [ResourceVersion.model_validate(v) for v in self.call(routes.RESOURCE_VERSIONS, params=params, team=team,
+                                                                     pipeline=pipeline, resource=resource)]
+
+    def check_resource(self, team: str, pipeline: str, resource: str, from_version: Version | None = None) -> CheckStarted:
+        body = ResourceCheck.model_validate({"from": from_version}).model_dump(mode="json", by_alias=True)
+        return CheckStarted.model_validate(self.call(routes.CHECK_RESOURCE, json=body, team=team, pipeline=pipeline,
+                                                     resource=resource))
+
+    def _resource_change(self, route: routes.Route, team: str, pipeline: str, resource: str,
+                         version_id: int | None = None) -> Resource:
+        if version_id is None:
+            return Resource.model_validate(self.call(route, team=team, pipeline=pipeline, resource=resource))
+        return Resource.model_validate(self.call(route, team=team, pipeline=pipeline, resource=resource,
+                                                 version_id=str(version_id)))
+
+    def pin_resource_version(self, team: str, pipeline: str, resource: str, version_id: int) -> Resource:
+        return self._resource_change(routes.PIN_RESOURCE_VERSION, team, pipeline, resource, version_id)
+
+    def unpin_resource(self, team: str, pipeline: str, resource: str) -> Resource:
+        return self._resource_change(routes.UNPIN_RESOURCE, team, pipeline, resource)
+
+    def enable_resource_version(self, team: str, pipeline: str, resource: str, version_id: int) -> Resource:
+        return self._resource_change(routes.ENABLE_RESOURCE_VERSION, team, pipeline, resource, version_id)
+
+    def disable_resource_version(self, team: str, pipeline: str, resource: str, version_id: int) -> Resource:
+        return self._resource_change(routes.DISABLE_RESOURCE_VERSION, team, pipeline, resource, version_id)

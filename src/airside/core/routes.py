@@ -68,3 +68,16 @@ GET_JOB_BUILD = Route("GET", JOB_BUILD)
 RERUN_JOB_BUILD = Route("POST", JOB_BUILD)
 ABORT_JOB_BUILD = Route("PUT", f"{JOB_BUILD}/abort")
 JOB_BUILD_EVENTS = Route("GET", f"{JOB_BUILD}/events")  # server-sent events of every step
+
+# resources (`version_id` is a ResourceVersion's id, as the versions listing gives it)
+RESOURCE = f"{PIPELINE}/resources/{{resource}}"
+RESOURCE_VERSION = f"{RESOURCE}/versions/{{version_id}}"
+LIST_RESOURCES = Route("GET", f"{PIPELINE}/resources")
+GET_RESOURCE = Route("GET", RESOURCE)
+RESOURCE_VERSIONS = Route("GET", f"{RESOURCE}/versions")  # newest first; ?filter=k:v (repeated) narrows
+CHECK_RESOURCE = Route("POST", f"{RESOURCE}/check")
+CHECK_RESOURCE_WEBHOOK = Route("POST", f"{RESOURCE}/check/webhook")  # ?webhook_token=…; no bearer token
+PIN_RESOURCE_VERSION = Route("PUT", f"{RESOURCE_VERSION}/pin")
+UNPIN_RESOURCE = Route("PUT", f"{RESOURCE}/unpin")
+ENABLE_RESOURCE_VERSION = Route("PUT", f"{RESOURCE_VERSION}/enable")
+DISABLE_RESOURCE_VERSION = Route("PUT", f"{RESOURCE_VERSION}/disable")

@@ -304,3 +304,58 @@ class Job(Strict):
     serial: bool
     next_build: int
     latest: JobBuild | None = None
+
+
+# --- resources -----------------------------------------------------------------------------------------
+Version = dict[str, str]  # a resource version: the fields its check printed (Concourse's versions are strings)
+
+
+class Resource(Strict):
+    id: int
+    pipeline: str
+    name: str
+    type: str
+    check_every: float | None  # seconds between checks; None: `never` (checked only on request)
+    config_id: int | None  # its type and source's config: shared with every resource of the same pair
+    last_checked: float | None
+    next_check_at: float | None  # None: no periodic check (never, or not checkable)
+    check_error: str  # the last check's error, or why it cannot be checked; "" when it succeeded
+    check_build_id: int | None  # the check running now
+    last_check_build_id: int | None  # the last check that ended (its log)
+    pinned_version: Version | None = None
+    pinned_version_id: int | None = None
+    webhook: bool = False  # a webhook_token is set (so CHECK_RESOURCE_WEBHOOK can start checks)
+
+
+class VersionUse(Strict):
+    """A job build that fetched (get) or produced (put) a version."""
+
+    job: str
+    build: str  # the job build's name ("7", "7.1")
+    job_build_id: int
+    step: str
+
+
+class ResourceVersion(Strict):
+    id: int
+    version: Version
+    metadata: list[dict] = Field(default_factory=list)
+    enabled: bool
+    pinned: bool
+    check_order: int  # higher is newer
+    created_at: float
+    input_to: list[VersionUse] = Field(default_factory=list)
+    output_of: list[VersionUse] = Field(default_factory=list)
+
+
+class ResourceCheck(Strict):
+    """CHECK_RESOURCE's body: check from this version (default: from the latest one found)."""
+
+    from_: Version | None = Field(default=None, alias="from")
+
+
+class CheckStarted(Strict):
+    resource: str
+    build_id: int  # the check's build (its log: `airside builds`, GET_BUILD, BUILD_EVENTS)
+    config_id: int
+    version: Version | None  # the version the check starts from

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 import airside
 from airside.config import Settings
 from airside.core import log, routes
-from airside.web import api_builds, api_ops, api_pipelines, api_workers, db
+from airside.web import api_builds, api_ops, api_pipelines, api_resources, api_workers, db
 from airside.web.api_workers import worker_view
 from airside.web.errors import DomainError
 from airside.web.limits import BodyLimit
@@ -48,7 +48,8 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes, exempt=routes.ARTIFACT_PATH_RE)
     app.exception_handler(DomainError)(_domain_error)
     app.middleware("http")(_counter(web))
-    for r in (api_ops.router, api_workers.router, api_builds.router, api_pipelines.router):
+    for r in (api_ops.router, api_workers.router, api_builds.router, api_pipelines.router,
+              api_resources.router):
         app.include_router(r)
     return app
 

@@ -45,7 +45,7 @@ from airside.web.db import (
     ResourceRow,
     ResourceVersionRow,
 )
-from airside.web.errors import NotFound
+from airside.web.errors import Conflict, NotFound
 from airside.web.host import WebHost
 
 LOG = log.get("airside.web.resources")
@@ -219,18 +219,63 @@ def config_for(s: Session, team: str, type_: str, image: Data, source: Data, che
     return row
 
 
-def get_resource(s: Session, p: PipelineRow, name: str) -> ResourceRow:
-    row = s.scalar(select(ResourceRow).where(ResourceRow.pipeline_id == p.id, ResourceRow.name == name))
+def get_resource(s: Session, p: PipelineRow, name: str, lock: bool = False) -> ResourceRow:
+    q = select(ResourceRow).where(ResourceRow.pipeline_id == p.id, ResourceRow.name == name)
+    row = s.scalar(q.with_for_update() if lock else q)
     if row is None or not row.active:
         raise NotFound(f"pipeline {p.name!r} has no resource {name!r}")
     return row
 
 
-def versions(s: Session, r: ResourceRow, limit: int = 100) -> Sequence[ResourceVersionRow]:
+def check_every_of(r: ResourceRow) -> float | None:
+    """The resource's own check interval in seconds (None: `never`)."""
+    return _check_every(r.config.get("check_every"))
+
+
+def get_version(s: Session, r: ResourceRow, version_id: int) -> ResourceVersionRow:
+    """One of the resource's versions by id (a version of another resource's config is not one of them)."""
+    v = s.get(ResourceVersionRow, version_id)
+    if v is None or r.config_id is None or v.config_id != r.config_id:
+        raise NotFound(f"resource {r.name!r} has no version {version_id}")
+    return v
+
+
+def uses(s: Session, r: ResourceRow, version_ids: Sequence[int]) -> Iterator[tuple[int, str, str, JobRow, JobBuildRow]]:
+    """(version id, kind get|put, step name, job, job build) for each time a build of this resource's pipeline
+    fetched or produced one of `version_ids`, oldest build first."""
+    rows = s.execute(select(JobBuildResourceRow, JobBuildRow, JobRow)
+                     .join(JobBuildRow, JobBuildResourceRow.job_build_id == JobBuildRow.id)
+                     .join(JobRow, JobBuildRow.job_id == JobRow.id)
+                     .where(JobBuildResourceRow.resource_id == r.id,
+                            JobBuildResourceRow.version_id.in_(list(version_ids)),
+                            JobBuildResourceRow.kind.in_(("get", "put")))
+                     .order_by(JobBuildRow.id, JobBuildResourceRow.id)).all()
+    for use, jb, job in rows:
+        yield use.version_id, use.kind, use.name, job, jb
+
+
+def listing(s: Session, p: PipelineRow) -> Sequence[ResourceRow]:
+    """The pipeline's resources (those its config still has), in the config's order."""
+    order = {rc.get("name"): i for i, rc in enumerate(p.config.get("resources") or [])}
+    rows = s.scalars(select(ResourceRow).where(ResourceRow.pipeline_id == p.id, ResourceRow.active.is_(True))).all()
+    return sorted(rows, key=lambda r: (order.get(r.name, len(order)), r.name))
+
+
+def versions(s: Session, r: ResourceRow, limit: int = 100, match: Data | None = None) -> Sequence[ResourceVersionRow]:
+    """The resource's versions, newest first; with `match`, only those whose fields include all of it."""
     if r.config_id is None:
         return []
-    return s.scalars(select(ResourceVersionRow).where(ResourceVersionRow.config_id == r.config_id)
-                     .order_by(ResourceVersionRow.check_order.desc()).limit(limit)).all()
+    q = select(ResourceVersionRow).where(ResourceVersionRow.config_id == r.config_id) \
+        .order_by(ResourceVersionRow.check_order.desc())
+    if not match:
+        return s.scalars(q.limit(limit)).all()
+    found: list[ResourceVersionRow] = []
+    for v in s.scalars(q.execution_options(yield_per=500)):
+        if all(v.version.get(k) == x for k, x in match.items()):
+            found.append(v)
+            if len(found) == limit:
+                break
+    return found
 
 
 def save_version(s: Session, cfg: ResourceConfigRow, version: Data, meta: list[Data], now: float) -> ResourceVersionRow:
@@ -275,6 +320,29 @@ def start_check(s: Session, web: WebHost, cfg: ResourceConfigRow, r: ResourceRow
     builds.start(s, b, now)
     cfg.check_build_id = b.id
     return b
+
+
+def check_now(s: Session, web: WebHost, r: ResourceRow, now: float, from_version: Data | None = None) -> BuildRow:
+    """A check of the resource's config started at once (check-resource, the webhook), from `from_version` or the
+    latest version. A check that ended but is not stored yet is stored first; Conflict while one runs, or when
+    the resource cannot be checked or its pipeline is paused (the scheduler would never store the result)."""
+    if r.config_id is None:
+        raise Conflict(f"resource {r.name!r} cannot be checked (see its check error)")
+    p = s.get(PipelineRow, r.pipeline_id)
+    if p is not None and p.paused:
+        raise Conflict(f"pipeline {p.name!r} is paused: its resources are not checked (unpause-pipeline first)")
+    cfg = s.get(ResourceConfigRow, r.config_id, with_for_update=True)
+    assert cfg is not None
+    if cfg.check_build_id is not None:
+        running = s.get(BuildRow, cfg.check_build_id)
+        if running is not None and running.status not in TERMINAL_S:
+            raise Conflict(f"a check of {r.name!r} is running (build {running.id}): wait for it to end")
+        if running is not None:
+            for gone in finish_check(s, cfg, running, now):
+                web.artifacts.delete(gone)
+        else:
+            cfg.check_build_id = None
+    return start_check(s, web, cfg, r, now, from_version)
 
 
 def finish_check(s: Session, cfg: ResourceConfigRow, b: BuildRow, now: float) -> list[int]:
