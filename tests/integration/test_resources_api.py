@@ -264,9 +264,11 @@ def test_a_failed_check_keeps_its_error_on_the_resource(web: WebProc, worker: Pl
 # --- versions ----------------------------------------------------------------------------------------------
 def test_versions_are_newest_first_with_the_builds_that_fetched_and_produced_them(web: WebProc,
                                                                                  worker: PlayedWorker) -> None:
-    p = next(_names)
-    set_pipeline(web, p, [resource("src")], jobs=[{"name": "use", "plan": [{"get": "src"}]},
-                                                  {"name": "push", "plan": [{"put": "src", "no_get": True}]}])
+    p, q = next(_names), next(_names)
+    src = resource("src")
+    set_pipeline(web, p, [src], jobs=[{"name": "use", "plan": [{"get": "src"}]},
+                                      {"name": "push", "plan": [{"put": "src", "no_get": True}]}])
+    set_pipeline(web, q, [src], jobs=[{"name": "elsewhere", "plan": [{"get": "src"}]}])  # the same config
     check(web, worker, p, "src", [{"n": "1"}, {"n": "2"}])
     check(web, worker, p, "src", [{"n": "3"}])
     assert [v["version"]["n"] for v in versions(web, p, "src")] == ["3", "2", "1"]
@@ -274,6 +276,7 @@ def test_versions_are_newest_first_with_the_builds_that_fetched_and_produced_the
     assert [v["version"]["n"] for v in versions(web, p, "src", filter="n:2")] == ["2"]
     assert _call(web, routes.RESOURCE_VERSIONS, params={"filter": "n"}, pipeline=p, resource="src").status_code == 422
     assert fetch(web, worker, p, "use", "src") == {"n": "3"}
+    assert fetch(web, worker, q, "elsewhere", "src") == {"n": "3"}  # listed under q's resource, not p's
     jb = _ok(_call(web, routes.TRIGGER_JOB, pipeline=p, job="push"), 201)
     put = wait_for(lambda: next((s["build_id"] for s in _ok(_call(web, routes.GET_JOB_BUILD, pipeline=p, job="push",
                                                                   build=jb["name"]))["steps"] if s["build_id"]), None),
@@ -282,8 +285,10 @@ def test_versions_are_newest_first_with_the_builds_that_fetched_and_produced_the
     wait_for(lambda: versions(web, p, "src")[0]["version"] == {"n": "9"}, 30, "the pushed version stored")
     listed = {v["version"]["n"]: v for v in versions(web, p, "src")}
     assert [v["version"]["n"] for v in versions(web, p, "src")] == ["9", "3", "2", "1"]
-    use = [{"job": "use", "build": "1", "job_build_id": listed["3"]["input_to"][0]["job_build_id"], "step": "src"}]
-    assert (listed["3"]["input_to"], listed["3"]["output_of"]) == (use, [])
+    use = _ok(_call(web, routes.GET_JOB_BUILD, pipeline=p, job="use", build="1"))["id"]
+    assert (listed["3"]["input_to"], listed["3"]["output_of"]) == (
+        [{"job": "use", "build": "1", "job_build_id": use, "step": "src"}], [])
+    assert [(u["job"], u["build"]) for u in versions(web, q, "src", filter="n:3")[0]["input_to"]] == [("elsewhere", "1")]
     assert listed["3"]["metadata"] == [{"name": "n", "value": "3"}]
     assert (listed["9"]["input_to"], [(u["job"], u["build"]) for u in listed["9"]["output_of"]]) == ([], [("push", "1")])
     assert all(v["enabled"] and not v["pinned"] for v in listed.values())
