@@ -162,6 +162,8 @@ def test_an_output_flows_to_the_next_step_and_the_build_succeeds(env):
     env.finish_step("j", "make", outputs={"result": {"hello.txt": "hi"}})
     use = env.step("j", "use")
     assert use.inputs == ["built"]
+    # where the input came from: make's build, its attempt, and the output's name in make (not the mapped name)
+    assert use.input_sources == {"built": {"build": env.step("j", "make").id, "attempt": 1, "output": "result"}}
     assert untar(env.host.artifacts.find(use.id, "inputs", "built")[0]) == {"hello.txt": "hi"}
     env.run(use.id)
     env.tick()

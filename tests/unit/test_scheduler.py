@@ -127,3 +127,71 @@ def test_heartbeat_unrelated_to_builds_keeps_them(tx):
         epoch = registry.get(s, "a").boot_epoch
         registry.heartbeat(s, "a", Heartbeat(boot_epoch=epoch), now=5)
         assert builds.get(s, b).status == "placed"
+
+
+# --- a pipeline step prefers the worker that ran its inputs' sources ----------------------------------------
+def add_source(tx, worker, output="o"):
+    """A finished step build that ran on `worker` (in its current boot epoch) and produced `output`."""
+    with tx() as s:
+        b = builds.create(s, BuildCreate(config=""), {"platform": "linux", "run": {"path": "true"}}, 0.0,
+                          requeue_budget=1)
+        b.status, b.attempt, b.outputs = "succeeded", 1, [output]
+        b.worker_name, b.worker_epoch = worker, registry.get(s, worker).boot_epoch
+        return b.id
+
+
+def add_step(tx, sources, cache_key=""):
+    """A pending build whose inputs (name -> source build id) are those builds' output `o`."""
+    with tx() as s:
+        config = {"platform": "linux", "run": {"path": "true"}, "inputs": [{"name": n, "path": n} for n in sources]}
+        b = builds.create(s, BuildCreate(config="", cache_key=cache_key), config, 0.0, requeue_budget=1)
+        b.inputs = list(sources)
+        b.input_sources = {n: {"build": src, "attempt": 1, "output": "o"} for n, src in sources.items()}
+        builds.start(s, b, 0.0)
+        return b.id
+
+
+@pytest.mark.parametrize("strategy", ["fewest-build-containers", "volume-locality", "random"])
+def test_a_step_goes_to_the_worker_that_ran_most_of_its_sources_before_the_strategys_order(tx, strategy):
+    add_worker(tx, "a")
+    add_worker(tx, "b")
+    with tx() as s:  # a holds the step's cache: volume-locality alone would pick a
+        s.add(WorkerObjectRow(worker_name="a", kind="volume", handle="cache-1", boot_epoch=registry.get(s, "a").boot_epoch,
+                              created_at=0, properties={"role": "cache", "cache_key": "k"}))
+    on_a, on_b1, on_b2 = add_source(tx, "a"), add_source(tx, "b"), add_source(tx, "b")
+    steps = [add_step(tx, {"x": on_a, "y": on_b1, "z": on_b2}, cache_key="k") for _ in range(5)]
+    placed = place(tx, strategy=strategy, rng=random.Random(3))
+    assert [placed[b] for b in steps] == ["b"] * 5  # two of three sources ran on b; a is first by name, holds
+    # the cache, and has fewer containers from the second step on
+
+
+def test_the_sources_worker_is_skipped_when_full_ineligible_or_in_a_new_boot_epoch(tx):
+    add_worker(tx, "a")
+    add_worker(tx, "b", max_tasks=1)
+    src = add_source(tx, "b")
+    first, full = add_step(tx, {"x": src}), add_step(tx, {"x": src})
+    assert place(tx) == {first: "b", full: "a"}  # b has room for one: the second step runs elsewhere
+    with tx() as s:
+        for bid in (first, full):
+            builds.get(s, bid).status = "succeeded"
+    add_worker(tx, "t", tags=["gpu"])  # tagged: takes only tagged steps
+    add_worker(tx, "z")
+    on_t, on_z = add_source(tx, "t"), add_source(tx, "z")
+    add_worker(tx, "z", now=1.0)  # z restarted on an empty disk: a new boot epoch, its volumes are gone
+    tagged_out, new_epoch = add_step(tx, {"x": on_t}), add_step(tx, {"x": on_z})
+    # neither t nor z may count: fewest containers, then by name (a, then b with a busy)
+    assert place(tx, now=2.0) == {tagged_out: "a", new_epoch: "b"}
+
+
+def test_assignments_name_the_local_output_volumes_and_keep_outputs_of_steps(tx):
+    add_worker(tx, "a")
+    add_worker(tx, "b")
+    on_a, on_b = add_source(tx, "a"), add_source(tx, "b")
+    step = add_step(tx, {"x": on_a, "y": on_b})
+    assert place(tx) == {step: "a"}
+    with tx() as s:
+        epoch = registry.get(s, "a").boot_epoch
+        (a,) = builds.assignments(s, "a", epoch)
+        assert a.local_inputs == {"x": f"b{on_a}-a1-output-o"}  # y's source ran on b: downloaded
+        assert a.keep_outputs is False  # not a pipeline step (no job build): outputs go as they do today
+        assert builds.assignments(s, "a", "another-epoch") == []

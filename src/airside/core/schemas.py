@@ -166,6 +166,12 @@ class Assignment(Strict):
     stdin: str | None = None  # a resource script's JSON request (check/in/out); tasks read nothing
     resource_type: str = ""  # run in the rootfs of this resource type the worker offers (its registration)
     image_input: str = ""  # the task's image is this input (a pipeline step's `image:` artifact), fetched first
+    #: input name -> the handle of this worker's output volume holding it (an earlier pipeline step that ran
+    #: here, in this boot epoch): mount a copy-on-write child of it while it exists, else download the input
+    local_inputs: dict[str, str] = Field(default_factory=dict)
+    #: a pipeline step: once it succeeded, its output volumes stay (the next steps may mount them); web's GC
+    #: destroys them when the job build has ended
+    keep_outputs: bool = False
 
 
 class Phase(StrEnum):

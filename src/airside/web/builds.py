@@ -10,6 +10,15 @@ Outcomes keep the user's failures apart from the infrastructure's: `failed` is o
 own non-zero exit; a lost worker, a drain timeout or an unavailable image is `errored` with the reason.
 Infrastructure interruptions are requeued up to the build's budget and do not count as failures.
 
+Placement (`schedule`) keeps to the platform, tags, team and each worker's capacity; among the workers
+left, a pipeline step's build goes first to the one that ran the most of its inputs' source steps (their
+final attempt, in the worker's current boot epoch: `BuildRow.input_sources`), as Concourse prefers the
+worker holding a step's inputs; the strategy (fewest build containers, volume locality of caches, random)
+orders the rest and breaks ties. That worker is told, per input, the output volume it still holds
+(`Assignment.local_inputs`) and mounts a copy-on-write child of it instead of downloading the artifact
+from web; a step's succeeded output volumes stay on its worker while its job build is started
+(`Assignment.keep_outputs`, `airside.web.gc`).
+
 Functions take an open Session inside a transaction and the current time.
 """
 
@@ -35,6 +44,7 @@ from airside.core.schemas import (
     Phase,
     WorkerState,
 )
+from airside.runtime.attempt import AttemptNames
 from airside.web.db import BuildEventRow, BuildRow, WorkerObjectRow, WorkerRow
 from airside.web.errors import Conflict, NotFound
 
@@ -152,8 +162,39 @@ def _locality(s: Session, b: BuildRow) -> dict[str, int]:
     return out
 
 
+Where = tuple[str, str]
+"""A worker in one boot epoch: (name, boot epoch)."""
+
+
+def _source_places(s: Session, bs: Sequence[BuildRow]) -> dict[int, Where]:
+    """Where each source build of these builds' inputs ran (its last attempt): source build id -> (worker,
+    epoch). Sources that ran on no worker (Kubernetes) or are gone are left out."""
+    ids = {int(src["build"]) for b in bs for src in (b.input_sources or {}).values()}
+    if not ids:
+        return {}
+    rows = s.execute(select(BuildRow.id, BuildRow.worker_name, BuildRow.worker_epoch).where(BuildRow.id.in_(ids))).all()
+    return {bid: (name, epoch) for bid, name, epoch in rows if name and epoch}
+
+
+def _sources_on(b: BuildRow, places: dict[int, Where]) -> dict[Where, int]:
+    """Per worker (in a boot epoch): how many of this build's inputs a build it ran produced."""
+    out: dict[Where, int] = {}
+    for src in (b.input_sources or {}).values():
+        where = places.get(int(src["build"]))
+        if where is not None:
+            out[where] = out.get(where, 0) + 1
+    return out
+
+
+def _nearest(candidates: list[WorkerRow], near: dict[Where, int]) -> list[WorkerRow]:
+    """The candidates that ran the most of the build's sources (all of them when none ran any)."""
+    best = max((near.get((w.name, w.boot_epoch), 0) for w in candidates), default=0)
+    return [w for w in candidates if near.get((w.name, w.boot_epoch), 0) == best] if best else candidates
+
+
 def schedule(s: Session, now: float, ttl: float, strategy: str, rng: random.Random | None = None) -> list[tuple[int, str]]:
-    """Places pending builds on schedulable workers. Returns [(build id, worker name)]."""
+    """Places pending builds on schedulable workers (the module docstring says in what order of preference).
+    Returns [(build id, worker name)]."""
     pending = s.scalars(select(BuildRow).where(BuildRow.status == str(BuildStatus.pending),
                                                BuildRow.runtime == "workers").order_by(BuildRow.id)
                         .with_for_update(skip_locked=True)).all()
@@ -162,12 +203,14 @@ def schedule(s: Session, now: float, ttl: float, strategy: str, rng: random.Rand
     workers = s.scalars(select(WorkerRow).where(WorkerRow.state == str(WorkerState.running),
                                                 WorkerRow.last_heartbeat >= now - ttl)).all()
     load = _running_counts(s)
+    places = _source_places(s, pending)
     rng = rng or random.Random()
     placed = []
     for b in pending:
         candidates = [w for w in workers if _eligible(w, b) and load.get(w.name, 0) < w.max_tasks]
         if not candidates:
             continue
+        candidates = _nearest(candidates, _sources_on(b, places))
         if strategy == "random":
             w = rng.choice(candidates)
         elif strategy == "volume-locality":
@@ -211,9 +254,19 @@ def pending_count(s: Session) -> int:
 def assignments(s: Session, worker: str, epoch: str) -> list[Assignment]:
     rows = s.scalars(select(BuildRow).where(BuildRow.worker_name == worker, BuildRow.worker_epoch == epoch,
                                             BuildRow.status.in_(ACTIVE_S)).order_by(BuildRow.id)).all()
+    places = _source_places(s, rows)
     return [Assignment(build_id=b.id, attempt=b.attempt, status=b.status, config=b.config, inputs=b.inputs,
                        cache_key=b.cache_key, abort=b.abort_requested, privileged=b.privileged, stdin=b.stdin,
-                       resource_type=b.resource_type, image_input=b.image_input) for b in rows]
+                       resource_type=b.resource_type, image_input=b.image_input,
+                       local_inputs=_local_inputs(b, places, (worker, epoch)), keep_outputs=b.job_build_id is not None)
+            for b in rows]
+
+
+def _local_inputs(b: BuildRow, places: dict[int, Where], here: Where) -> dict[str, str]:
+    """Input name -> the output volume holding it on `here`, for the inputs whose source build ran there."""
+    return {name: AttemptNames(int(src["build"]), int(src["attempt"])).output_volume(str(src["output"]))
+            for name, src in (b.input_sources or {}).items()
+            if name in b.inputs and places.get(int(src["build"])) == here}
 
 
 # --- reports from the worker running a build --------------------------------------------------------

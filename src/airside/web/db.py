@@ -123,6 +123,10 @@ class BuildRow(Base):
     resource_type: Mapped[str] = mapped_column(String(64), default="", server_default="")
     # a pipeline task step's `image: ARTIFACT`: that artifact (linked as input IMAGE_INPUT) is the task's image
     image_input: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    # a step build's inputs, where each came from: input name -> {"build": id, "attempt": n, "output": name}
+    # (the earlier step's build, its attempt that succeeded, and the output's name in it); placement prefers
+    # the worker that ran them, and that worker mounts its own output volumes instead of downloading
+    input_sources: Mapped[dict] = mapped_column(JSON, default=dict, server_default="{}")
 
 
 class PipelineRow(Base):

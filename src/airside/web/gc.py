@@ -7,7 +7,11 @@ request per worker per reaper interval, not one per object.
 
 Decisions:
 - a container or a build-scoped volume (role input / output / rootfs) lives while its build attempt is
-  active on this worker; once the build ended, was requeued elsewhere or is unknown, it goes;
+  active on this worker; once the build ended, was requeued elsewhere or is unknown, it goes — except
+  that a pipeline step's output volumes (and the input volumes those outputs are copy-on-write children
+  of) live on after the step succeeded, while its job build is still `started`: the next steps, placed
+  on this worker by preference, mount them instead of downloading (`airside.web.builds`). They go on the
+  first report after the job build ended. One-off builds' outputs are not kept;
 - a cache or image volume lives until it has been unused (`last_used`) for `cache_ttl`;
 - anything else (no role) is an orphan and goes.
 """
@@ -17,8 +21,10 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from airside.core.schemas import ACTIVE, ReaperReport, ReportedObject
-from airside.web.db import BuildRow, WorkerObjectRow
+from airside.core.schemas import ACTIVE, BuildStatus, JobBuildStatus, ReaperReport, ReportedObject
+from airside.runtime.attempt import AttemptNames
+from airside.task import TaskConfigError, parse_task_config
+from airside.web.db import BuildRow, JobBuildRow, WorkerObjectRow
 from airside.web.errors import Conflict
 from airside.web.registry import get as get_worker
 
@@ -26,16 +32,43 @@ BUILD_SCOPED = {"container", "input", "output", "rootfs"}
 KEPT_BY_USE = {"cache", "image"}
 
 
-def _keep(obj: ReportedObject, worker: str, live: dict[int, BuildRow], now: float, cache_ttl: float) -> bool:
+Held = dict[tuple[int, int], set[str]]
+"""(build, attempt) of a succeeded pipeline step whose job build runs -> the handles of its volumes that stay."""
+
+
+def _held_for_steps(s: Session, worker: str, epoch: str) -> Held:
+    """The volumes of the succeeded pipeline steps on `worker` whose job build is still started: their output
+    volumes and the input volumes an output is a copy-on-write child of (destroying those would take it too)."""
+    rows = s.execute(select(BuildRow.id, BuildRow.attempt, BuildRow.config)
+                     .join(JobBuildRow, BuildRow.job_build_id == JobBuildRow.id)
+                     .where(BuildRow.worker_name == worker, BuildRow.worker_epoch == epoch,
+                            BuildRow.status == str(BuildStatus.succeeded),
+                            JobBuildRow.status == str(JobBuildStatus.started))).all()
+    held: Held = {}
+    for bid, attempt, config in rows:
+        n = AttemptNames(bid, attempt)
+        try:
+            cfg = parse_task_config(config)
+        except TaskConfigError:
+            continue  # not a config a worker ran: nothing of it to keep
+        shared = set(cfg.outputs_sharing_inputs().values())
+        held[(bid, attempt)] = {n.output_volume(o.name) for o in cfg.outputs} | {n.input_volume(i) for i in shared}
+    return held
+
+
+def _keep(obj: ReportedObject, worker: str, live: dict[int, BuildRow], held: Held, now: float, cache_ttl: float
+          ) -> bool:
     props = obj.properties
     role = props.get("role", "container" if obj.kind == "container" else "")
     if role in BUILD_SCOPED:
         try:
-            b = live.get(int(props.get("build", "")))
-            attempt = int(props.get("attempt", ""))
+            bid, attempt = int(props.get("build", "")), int(props.get("attempt", ""))
         except ValueError:
             return False
-        return b is not None and b.worker_name == worker and b.attempt == attempt
+        b = live.get(bid)
+        if b is not None and b.worker_name == worker and b.attempt == attempt:
+            return True
+        return obj.kind == "volume" and obj.handle in held.get((bid, attempt), ())
     if role in KEPT_BY_USE:
         try:
             return now - float(props.get("last_used", "0")) < cache_ttl
@@ -51,6 +84,7 @@ def decide(s: Session, worker: str, report: ReaperReport, now: float, cache_ttl:
                        f"{report.boot_epoch}")
     live = {b.id: b for b in s.scalars(select(BuildRow).where(BuildRow.status.in_([str(x) for x in ACTIVE]),
                                                                BuildRow.worker_name == worker)).all()}
+    held = _held_for_steps(s, worker, report.boot_epoch)
     known = {(o.kind, o.handle): o for o in s.scalars(select(WorkerObjectRow)
                                                       .where(WorkerObjectRow.worker_name == worker)).all()}
     reported = set()
@@ -64,7 +98,7 @@ def decide(s: Session, worker: str, report: ReaperReport, now: float, cache_ttl:
                                 created_at=now)
             s.add(o)
         o.properties, o.last_reported = dict(obj.properties), now
-        if not _keep(obj, worker, live, now, cache_ttl):
+        if not _keep(obj, worker, live, held, now, cache_ttl):
             o.destroying = True
             destroy.append(obj)
     gone = [k for k in known if k not in reported]

@@ -11,8 +11,10 @@
 A `task` step runs as an ordinary build row (`airside.web.builds`) with `job_build_id` and `step_path`
 set: the same placement, requeue-on-lost-worker, logs, abort and outcome rules as a one-off build, on a
 worker or as a Kubernetes Job. Its inputs are the artifacts earlier steps produced, linked into the step
-build's inputs in web's artifact store; its outputs, once it succeeded, are registered under their names
-(after `output_mapping`) for the steps after it.
+build's inputs in web's artifact store, and the build records where each came from (`input_sources`: the
+producing build, attempt and output), so placement prefers the worker that ran them and that worker mounts
+its own output volume instead of downloading (`airside.web.builds`); its outputs, once it succeeded, are
+registered under their names (after `output_mapping`) for the steps after it.
 
 Modifiers nest as Concourse's step precedence says (outermost first): ensure, on_error, on_abort,
 on_failure, on_success, across, attempts, timeout, then the step itself. Results: succeeded, failed
@@ -555,9 +557,15 @@ class Walk:
                 raise StepError(f"image {step['image']!r}: {e}") from None
             b.image_input = IMAGE_INPUT
         b.inputs = list(inputs)
+        b.input_sources = {name: self._source(ref) for name, ref in inputs.items() if ref[1] == "outputs"}
         builds.start(self.s, b, self.now)
         self.log.info("task step started", step=step["task"], path=path, build_id=b.id)
         return b.id
+
+    def _source(self, ref: list[Any]) -> dict[str, Any]:
+        """Where an input comes from: the build that produced it, its attempt that succeeded, the output's name."""
+        src = self.s.get(BuildRow, ref[0])
+        return {"build": ref[0], "attempt": src.attempt if src is not None else 0, "output": ref[2]}
 
     def _image_via_resource(self, type_name: str, source: dict[str, Any], version: dict[str, str] | None,
                             params: dict[str, Any] | None, step: StepData, path: str,

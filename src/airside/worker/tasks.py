@@ -5,14 +5,18 @@ A runner is the worker's `AttemptBackend`: `airside.runtime.attempt.run_attempt`
 one build-attempt lifecycle (names, phase order and outcome rules live there). For build B attempt A:
   1. image: a volume `image-<key>` holding the unpacked image (made once, shared), and a
      copy-on-write child of it as this container's rootfs (`bB-aA-rootfs`)  → phase image_ready
-  2. inputs: one volume per uploaded input, streamed from web; one empty volume per output (or a COW
-     child of the input it shares a path with); one cache volume per cache path, kept across runs
+  2. inputs: one volume per input: a COW child of this worker's own output volume of the pipeline step
+     that produced it when web names one (`Assignment.local_inputs`) and it is still here, else streamed
+     from web (the build's `airside` log stream says which were which); one empty volume per output (or a
+     COW child of the input it shares a path with); one cache volume per cache path, kept across runs
                                                                      → phase inputs_ready
   3. the container starts (runtime.prepare/start)                    → phase started
   4. logs go to web in batches with byte offsets (re-sending is harmless); web's answer says whether
      the build was aborted
   5. exit status → (outputs streamed to web when the outcome keeps them) → finish
-  6. the container and the build's volumes are destroyed (the reaper would too)
+  6. the container and the build's volumes are destroyed (the reaper would too) — but a pipeline step that
+     succeeded keeps its output volumes (and the inputs they are COW children of) for the steps after it;
+     web's GC says when they go (once the job build ended)
 
 A worker restarted on the same disk (same boot epoch) finds its builds in web's assignments and the
 containers still running in the runtime: `TaskRunner(reattach=True)` skips to step 4 (logs replay
@@ -76,6 +80,8 @@ class TaskRunner:
         self.abort = threading.Event()
         self.interrupt_reason: str | None = None
         self.volumes: list[str] = []
+        self.outputs_collected = False  # the attempt succeeded and its outputs went to web: a pipeline step keeps them
+        self.airside_offset = 0  # bytes sent on the build's `airside` log stream
         self.rootfs: Path | None = None
         self.image_env: dict[str, str] = {}
         self.image_user: str | None = None
@@ -177,15 +183,46 @@ class TaskRunner:
             self.image_env, self.image_command = config.env, (config.entrypoint, config.cmd)
             self.rootfs, self.image_user = self.tasks.repo.data(vol) / "rootfs", config.user or None
 
+    def _local_input(self, handle: str, source: str) -> bool:
+        """The input as a COW child of `source` (an earlier step's output volume on this worker); False when
+        that volume is gone (destroyed, failed) and the input must be downloaded."""
+        try:
+            self._volume(handle, self.names.properties("input"), parent=source)
+            return True
+        except VolumeError as e:
+            self.log.info("local input volume unavailable, downloading", volume=source, error=e.message)
+            return False
+
+    def say(self, text: str) -> None:
+        """A line on the build's `airside` log stream (what airside did for the build, beside the task's output)."""
+        data = (text + "\n").encode()
+        chunk = LogChunkIn(stream="airside", offset=self.airside_offset, data=base64.b64encode(data).decode())
+        ack = self._web(routes.BUILD_LOGS, LogBatch(attempt=self.a.attempt, chunks=[chunk]).model_dump(mode="json"))
+        self.airside_offset += len(data)
+        if ack and ack.get("abort"):
+            self.request_abort()
+
     def prepare_inputs(self) -> None:
         cfg, repo, n = self.cfg, self.tasks.repo, self.names
         mounts: list[Mount] = []
         paths = cfg.input_paths()
+        local, downloaded = [], []
         for name in self.a.inputs:
-            vol = self._volume(n.input_volume(name), n.properties("input"))
-            with self.web.download(routes.GET_INPUT, build_id=str(self.a.build_id), name=name) as (chunks, enc):
-                repo.stream_in(vol, "", chunks, encoding="zstd" if enc == "zstd" else "raw")
+            vol, source = n.input_volume(name), self.a.local_inputs.get(name)
+            if source and self._local_input(vol, source):
+                local.append(name)
+            else:
+                self._volume(vol, n.properties("input"))
+                with self.web.download(routes.GET_INPUT, build_id=str(self.a.build_id), name=name) as (chunks, enc):
+                    repo.stream_in(vol, "", chunks, encoding="zstd" if enc == "zstd" else "raw")
+                downloaded.append(name)
             mounts.append(Mount(repo.data(vol), str(paths[name])))
+        if self.a.inputs:
+            self.log.info("inputs ready", local=local, downloaded=downloaded)
+        if self.a.keep_outputs and self.a.inputs:  # a pipeline step: say where its inputs came from
+            parts = ([f"inputs on this worker already (copy-on-write): {', '.join(local)}"] if local else []) + \
+                ([f"inputs downloaded from web: {', '.join(downloaded)}"] if downloaded else [])
+            self.say("; ".join(parts))
         sharing = cfg.outputs_sharing_inputs()
         for name, path in cfg.output_paths().items():
             shared = sharing.get(name)
@@ -328,7 +365,16 @@ class TaskRunner:
             self.web.upload(routes.PUT_OUTPUT, chunks(), encoding="zstd", params={"attempt": self.a.attempt},
                             build_id=str(self.a.build_id), name=name)
             names.append(name)
+        self.outputs_collected = True
         return names
+
+    def kept_volumes(self) -> set[str]:
+        """What `cleanup` leaves: a succeeded pipeline step's output volumes and the inputs they are COW
+        children of (web's GC destroys them once the job build has ended)."""
+        if not (self.a.keep_outputs and self.outputs_collected):
+            return set()
+        n, shared = self.names, self.cfg.outputs_sharing_inputs().values()
+        return {n.output_volume(o) for o in self.cfg.output_paths()} | {n.input_volume(i) for i in shared}
 
     # --- the thread -----------------------------------------------------------------------------------
     def launch(self) -> None:
@@ -348,7 +394,12 @@ class TaskRunner:
             self.tasks.runtime.destroy(self.handle)
         except RuntimeError_ as e:
             self.log.warning("container destroy failed; the reaper will retry", error=str(e))
+        kept = self.kept_volumes()
+        if kept:
+            self.log.info("keeping the step's output volumes for the steps after it", volumes=sorted(kept))
         for vol in reversed(self.volumes):
+            if vol in kept:
+                continue
             try:
                 self.tasks.repo.destroy(vol, cascade=True)
             except VolumeError as e:
