@@ -90,6 +90,8 @@ def main() -> None:
                     assert jb["status"] == "succeeded", jb
                     results[job].append(jb)
             builds = {b.id: b for b in c.builds(1000)}
+            # the last step's container may still be tearing down (unmounting its inputs): let it finish
+            wait_for(lambda: all(w.active_containers == 0 for w in c.workers()), 60, "the worker idle")
         finally:
             wk.stop()
             web.stop()

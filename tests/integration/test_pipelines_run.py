@@ -58,8 +58,10 @@ class Api:
             last = self.build(job, name)
             return last["status"] in want
 
-        wait_for(done, timeout, f"{self.p}/{job} #{name} {want} (last: {json.dumps(last)[:1500]})\n"
-                                f"{self.web.output()[-3000:]}")
+        try:
+            wait_for(done, timeout, f"{self.p}/{job} #{name} {want}")
+        except AssertionError as e:
+            raise AssertionError(f"{e} (last: {json.dumps(last)[:1500]})\n{self.web.output()[-3000:]}") from None
         return last
 
     def step_log(self, build: dict[str, Any], step: str) -> str:
