@@ -57,6 +57,7 @@ def test_a_missing_dir_stops_the_worker_naming_the_setting(web: WebProc, tmp_pat
 
 
 def test_default_is_the_build_output_when_it_exists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AIRSIDE_RESOURCE_TYPES_DIR", raising=False)
     monkeypatch.setattr(config, "DEFAULT_RESOURCE_TYPES_DIR", tmp_path / "absent")
     assert Settings().resolved_resource_types_dir is None
     monkeypatch.setattr(config, "DEFAULT_RESOURCE_TYPES_DIR", tmp_path)
