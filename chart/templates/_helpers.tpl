@@ -516,6 +516,11 @@ airside.worker wins, else what the chart manages (if anything), else nothing (bi
 - name: AIRSIDE_MAX_CONCURRENT_TASKS
   value: {{ (int64 $v | toString) | quote }}
 {{- end }}
+{{- $v := index $s "resource_types_dir" }}
+{{- if not (kindIs "invalid" $v) }}
+- name: AIRSIDE_RESOURCE_TYPES_DIR
+  value: {{ (toString $v) | quote }}
+{{- end }}
 {{- $v := index $s "container_network" }}
 {{- if not (kindIs "invalid" $v) }}
 - name: AIRSIDE_CONTAINER_NETWORK

@@ -25,6 +25,7 @@ ENV_PREFIX = "AIRSIDE_"
 # roles: which commands read a setting. "client" = operator commands and execute.
 WEB, WORKER, BAGGAGECLAIM, CLIENT, COMMON = "web", "worker", "baggageclaim", "client", "common"
 WORKER_STATE_FILE = "state"  # in the work dir: the worker's readiness probe reads it
+DEFAULT_RESOURCE_TYPES_DIR = Path("/var/cache/airside/resource-types")  # tools/resources/build.sh's output
 
 
 def _f(default: Any, description: str, *roles: str, secret: bool = False, file: bool = False,
@@ -133,6 +134,11 @@ class Settings(BaseSettings):
         WEB, WORKER,
     )
     max_concurrent_tasks: int = _f(8, "Tasks a worker runs at once; web places no more than this.", WORKER, ge=1)
+    resource_types_dir: Path | None = _f(
+        None, "Directory of resource types the worker offers, one <type>/ each with resource_metadata.json and "
+        "rootfs/ (tools/resources/build.sh makes them); empty means /var/cache/airside/resource-types when it "
+        "exists, else none.", WORKER,
+    )
 
     # --- container networking (worker, oci runtime; airside.runtime.net) ---------------------------
     container_network: Literal["bridge", "loopback", "host"] = _f(
@@ -347,6 +353,14 @@ class Settings(BaseSettings):
     @property
     def resolved_volumes_dir(self) -> Path:
         return self.volumes_dir or self.resolved_work_dir / "volumes"
+
+    @property
+    def resolved_resource_types_dir(self) -> Path | None:
+        """Where the worker's resource types are: the setting, else the build script's default output
+        when it exists (None: the worker offers none)."""
+        if self.resource_types_dir is not None:
+            return self.resource_types_dir
+        return DEFAULT_RESOURCE_TYPES_DIR if DEFAULT_RESOURCE_TYPES_DIR.is_dir() else None
 
     @property
     def web_scheme(self) -> str:

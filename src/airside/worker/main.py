@@ -3,10 +3,12 @@ runtime and reaper). Signals drive its lifecycle through `airside.worker.signals
 
 from __future__ import annotations
 
+import json
 import queue
 import re
 import signal
 import threading
+from pathlib import Path
 
 import httpx
 
@@ -21,6 +23,7 @@ from airside.core.schemas import (
     ReaperAnswer,
     ReaperReport,
     ReportedObject,
+    ResourceType,
     WorkerRegistration,
     WorkerState,
 )
@@ -60,8 +63,38 @@ def web_client(settings: Settings, timeout: float = 10.0) -> WebClient:
         raise ConfigError(e.message) from e
 
 
+def load_resource_types(directory: Path | None) -> list[ResourceType]:
+    """The resource types in `directory`, as Concourse workers bundle theirs: `<dir>/<type>/
+    resource_metadata.json` names the type, `<dir>/<type>/rootfs` is its image. Entries that are not
+    usable are skipped with a warning (the worker still starts); a missing directory is a ConfigError."""
+    if directory is None:
+        return []
+    if not directory.is_dir():
+        raise ConfigError(f"resource_types_dir {directory} is not a directory (AIRSIDE_RESOURCE_TYPES_DIR; "
+                          f"tools/resources/build.sh DIR makes one)")
+    found: dict[str, ResourceType] = {}
+    for meta_file in sorted(directory.glob("*/resource_metadata.json")):
+        rootfs = meta_file.parent / "rootfs"
+        try:
+            meta = json.loads(meta_file.read_text())
+            rt = ResourceType(type=meta["type"], image=str(rootfs))
+        except (OSError, ValueError, KeyError, TypeError) as e:  # pydantic's ValidationError is a ValueError
+            LOG.warning("skipping a resource type: unreadable metadata", file=str(meta_file), error=str(e))
+            continue
+        if not (rootfs / "opt" / "resource" / "check").exists():
+            LOG.warning("skipping a resource type: no rootfs/opt/resource/check", type=rt.type, dir=str(meta_file.parent))
+            continue
+        if rt.type in found:
+            LOG.warning("skipping a resource type: the name is taken", type=rt.type, dir=str(meta_file.parent))
+            continue
+        found[rt.type] = rt
+    types = list(found.values())[:256]
+    LOG.info("resource types", dir=str(directory), types=[t.type for t in types])
+    return types
+
+
 def registration(settings: Settings, boot_epoch: str, baggageclaim_url: str = "", volume_driver: str = "",
-                 runtime: str = "") -> WorkerRegistration:
+                 runtime: str = "", resource_types: list[ResourceType] | None = None) -> WorkerRegistration:
     return WorkerRegistration(
         name=settings.worker_name,
         platform=settings.platform,
@@ -75,6 +108,7 @@ def registration(settings: Settings, boot_epoch: str, baggageclaim_url: str = ""
         max_tasks=settings.max_concurrent_tasks,
         volume_driver=volume_driver,
         runtime=runtime,
+        resource_types=resource_types or [],
     )
 
 
@@ -122,6 +156,7 @@ def run(settings: Settings, work: Work | None = None) -> int:
     LOG.info("worker starting", worker=settings.worker_name, boot_epoch=boot_epoch, new_epoch=fresh,
              work_dir=str(work_dir), ephemeral=settings.ephemeral, runtime=settings.worker_runtime)
     client = web_client(settings)
+    types = load_resource_types(settings.resolved_resource_types_dir)
     try:
         volumes = BackgroundServer(settings).start()
     except (VolumeError, DriverUnavailable) as e:
@@ -137,8 +172,8 @@ def run(settings: Settings, work: Work | None = None) -> int:
     tasks = Tasks(client, volumes.repository, runtime, network=settings.container_network,
                   allow_privileged=settings.allow_privileged_tasks)
     work = work or tasks
-    beacon = Beacon(client, registration(settings, boot_epoch, volumes.url,
-                                                  volumes.repository.driver.name, runtime.name), heartbeat_interval=settings.heartbeat_interval,
+    beacon = Beacon(client, registration(settings, boot_epoch, volumes.url, volumes.repository.driver.name,
+                                         runtime.name, types), heartbeat_interval=settings.heartbeat_interval,
                     drain_timeout=settings.drain_timeout, work=work, state_file=settings.worker_state_file)
 
     actions: queue.Queue[Action | Exception] = queue.Queue()

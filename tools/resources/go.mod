@@ -1,0 +1,3 @@
+module airside/resources
+
+go 1.22
