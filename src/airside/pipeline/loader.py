@@ -242,7 +242,8 @@ def _task_config_problems(config: PipelineConfig, filename: str, lines: LineMap 
 
 
 def _validate(data: Any, filename: str, lines: LineMap | None, interpolated: Interpolated,
-              problems: list[Problem], warnings: list[Problem]) -> LoadedPipeline:
+              problems: list[Problem], warnings: list[Problem],
+              known_types: frozenset[str] | None = None) -> LoadedPipeline:
     def at(loc: Loc, key: bool = False) -> int | None:
         return lines.line_for(loc, key=key) if lines else None
 
@@ -268,7 +269,7 @@ def _validate(data: Any, filename: str, lines: LineMap | None, interpolated: Int
     if config is not None:
         config._filename = filename
         problems.extend(_task_config_problems(config, filename, lines))
-        errors, warned = check(config, filename, at, interpolated.later)
+        errors, warned = check(config, filename, at, interpolated.later, known_types)
         problems.extend(errors)
         warnings.extend(warned)
     warnings = sort_problems(warnings)
@@ -293,7 +294,8 @@ def _ytt_warning(text: str, filename: str) -> Problem | None:
 
 
 def load_pipeline_config(text: str, filename: str = "pipeline.yml",
-                         static_vars: StaticVars | None = None) -> LoadedPipeline:
+                         static_vars: StaticVars | None = None,
+                         known_types: frozenset[str] | None = None) -> LoadedPipeline:
     """Parse a pipeline file, apply `static_vars`, validate it; raise `PipelineConfigError`
     listing every problem with file, line and dotted field."""
     warnings: list[Problem] = []
@@ -312,7 +314,7 @@ def load_pipeline_config(text: str, filename: str = "pipeline.yml",
         raise PipelineConfigError(filename, e.problems, warnings) from None
     interpolated = interpolate(data, lines, static_vars)
     problems = [*lines.problems, *interpolated.problems]
-    return _validate(interpolated.data, filename, lines, interpolated, problems, warnings)
+    return _validate(interpolated.data, filename, lines, interpolated, problems, warnings, known_types)
 
 
 def parse_pipeline_config(data: Any, filename: str = "pipeline.yml",

@@ -89,8 +89,11 @@ def _touches(job: JobConfig, resource: str) -> bool:
 
 
 def check(config: PipelineConfig, filename: str, line_of: LineOf,
-          later_vars: dict[str, list[Loc]] | None = None) -> tuple[list[Problem], list[Problem]]:
-    """(errors, warnings) of `config`; `line_of(loc, key=False)` answers a location's line."""
+          later_vars: dict[str, list[Loc]] | None = None,
+          known_types: frozenset[str] | None = None) -> tuple[list[Problem], list[Problem]]:
+    """(errors, warnings) of `config`; `line_of(loc, key=False)` answers a location's line. A resource type that
+    is neither a core type nor declared in resource_types is an error unless `known_types` (the types web's
+    workers offer) has it; without `known_types` (no web to ask: validate-pipeline) it is a warning."""
     errors: list[Problem] = []
     warnings: list[Problem] = []
 
@@ -132,17 +135,23 @@ def check(config: PipelineConfig, filename: str, line_of: LineOf,
     def base_known(type_name: str, without: frozenset[str]) -> bool:
         if type_name in by_type and type_name not in without:
             return base_known(by_type[type_name].type, without | {type_name})
-        return type_name in CORE_TYPES
+        return type_name in CORE_TYPES or type_name in (known_types or ())
 
-    known = ", ".join(sorted(CORE_TYPES | set(by_type)))
+    known = ", ".join(sorted(CORE_TYPES | set(by_type) | set(known_types or ())))
+
+    def unknown(loc: Loc, message: str) -> None:
+        if known_types is None:
+            warn(loc, message + "; web accepts it only if a worker offers it")
+        else:
+            error(loc, message + " (no worker offers it either)")
     for i, rt in enumerate(types):
         if not is_var(rt.type) and not base_known(rt.type, frozenset({rt.name})):
-            error(("resource_types", i, "type"), f"unknown resource type {rt.type!r} (expected one of: {known}; "
-                  "a type cannot be its own base)" if rt.type in by_type else
-                  f"unknown resource type {rt.type!r} (expected one of: {known})")
+            unknown(("resource_types", i, "type"), f"unknown resource type {rt.type!r} (expected one of: {known}; "
+                    "a type cannot be its own base)" if rt.type in by_type else
+                    f"unknown resource type {rt.type!r} (expected one of: {known})")
     for i, r in enumerate(resources):
         if not is_var(r.type) and not base_known(r.type, frozenset()):
-            error(("resources", i, "type"), f"unknown resource type {r.type!r} (expected one of: {known})")
+            unknown(("resources", i, "type"), f"unknown resource type {r.type!r} (expected one of: {known})")
 
     # jobs and their steps
     used: set[str] = set()

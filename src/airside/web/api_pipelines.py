@@ -32,7 +32,7 @@ from airside.pipeline import PipelineConfigError, StaticVars, VarFlagError, load
 from airside.pipeline.values import identifier_warning
 from airside.pipeline.vars import is_var
 from airside.task import TaskConfigError
-from airside.web import builds, pipelines
+from airside.web import builds, pipelines, resources
 from airside.web.auth import Principal, require_operator
 from airside.web.db import JobBuildRow, JobRow, PipelineRow
 from airside.web.deps import Caller, WebDep, endpoint
@@ -116,8 +116,9 @@ def set_pipeline(team: str, pipeline: str, body: PipelineSet, p: Caller, web: We
     _check_pipeline_name(pipeline)
     with web.sessions() as s:
         _team(s, team)
+        offered = resources.worker_types(s)
     try:
-        loaded = load_pipeline_config(body.config, body.filename, _static_vars(body))
+        loaded = load_pipeline_config(body.config, body.filename, _static_vars(body), known_types=offered)
     except PipelineConfigError as e:
         raise HTTPException(422, [str(x) for x in e.problems]) from e
     with web.tx() as s:

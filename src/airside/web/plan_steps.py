@@ -441,7 +441,7 @@ class Steps:
         static.flags = self._resolve(step.get("vars") or {}, env)
         text = raw.decode("utf-8", "replace")
         try:
-            loaded = load_pipeline_config(text, filename, static)
+            loaded = load_pipeline_config(text, filename, static, known_types=resources.worker_types(self.s))
         except PipelineConfigError as e:
             raise StepError(f"set_pipeline {name}: " + "; ".join(str(p) for p in e.problems)) from None
         row, created, changed = pipelines.set_config(self.s, self.p.team, name, loaded.data, text, self.now)

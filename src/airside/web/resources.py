@@ -61,6 +61,14 @@ class ResourceError(Exception):
     """A resource that cannot be checked, fetched or pushed as configured (the step errors with this)."""
 
 
+def worker_types(s: Session) -> frozenset[str]:
+    """The resource types registered workers offer (what a pipeline may use beyond the core types)."""
+    from airside.web.db import WorkerRow
+
+    return frozenset(t.get("type", "") for types in s.scalars(select(WorkerRow.resource_types)).all()
+                     for t in types or [] if t.get("type"))
+
+
 def digest(data: object) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 

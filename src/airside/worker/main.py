@@ -170,7 +170,8 @@ def run(settings: Settings, work: Work | None = None) -> int:
     if not runtime.isolates:
         LOG.warning("THE PROCESS RUNTIME DOES NOT ISOLATE TASKS: they run as this worker's user, on this host")
     tasks = Tasks(client, volumes.repository, runtime, network=settings.container_network,
-                  allow_privileged=settings.allow_privileged_tasks)
+                  allow_privileged=settings.allow_privileged_tasks,
+                  resource_types={t.type: Path(t.image) for t in types})
     work = work or tasks
     beacon = Beacon(client, registration(settings, boot_epoch, volumes.url, volumes.repository.driver.name,
                                          runtime.name, types), heartbeat_interval=settings.heartbeat_interval,

@@ -26,6 +26,7 @@ from the start; web keeps each byte once) and goes on.
 from __future__ import annotations
 
 import base64
+import os
 import functools
 import signal
 import threading
@@ -257,6 +258,10 @@ class TaskRunner:
             if type_rootfs is None:
                 raise AttemptError(f"this worker offers no resource type {self.a.resource_type!r}")
             path = str(type_rootfs / path.lstrip("/"))
+            # nor are container paths host paths: the script's directory arguments (/tmp/build/get, …) become
+            # relative to its working directory, which the process runtime does make under its own root
+            work = str(cfg.working_dir())
+            args = [os.path.relpath(a, work) if a.startswith("/tmp/build/") else a for a in args]
         spec = ContainerSpec(
             handle=self.handle, rootfs=self.rootfs, path=path, args=args,
             env={**self.image_env, **cfg.params_env()}, dir=str(cfg.working_dir()),

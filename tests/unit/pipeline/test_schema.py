@@ -36,7 +36,7 @@ jobs:
 
 def problems(text: str) -> list[tuple[int | None, str, str]]:
     with pytest.raises(PipelineConfigError) as info:
-        load_pipeline_config(textwrap.dedent(text), "p.yml")
+        load_pipeline_config(textwrap.dedent(text), "p.yml", known_types=frozenset())  # as web, no worker types
     assert all(p.filename == "p.yml" for p in info.value.problems)
     return [(p.line, p.field, p.message) for p in info.value.problems]
 
@@ -277,3 +277,12 @@ def test_every_step_type_and_modifier_parses():
     job = (loaded.config.jobs or [])[0]
     assert [s.kind for s in job.plan] == ["get", "task", "put"]
     assert loaded.unset == {} and loaded.later == {} and loaded.warnings == []
+
+
+def test_a_type_a_worker_offers_is_known_and_without_workers_unknown_types_warn() -> None:
+    text = swap("  type: git\n", "  type: counter\n")
+    assert load_pipeline_config(text, "p.yml", known_types=frozenset({"counter"})).warnings == []
+    loaded = load_pipeline_config(text, "p.yml")
+    assert any("unknown resource type 'counter'" in str(w) and "worker" in str(w) for w in loaded.warnings)
+    with pytest.raises(PipelineConfigError, match="no worker offers it"):
+        load_pipeline_config(text, "p.yml", known_types=frozenset({"other"}))
