@@ -26,8 +26,8 @@ from the start; web keeps each byte once) and goes on.
 from __future__ import annotations
 
 import base64
-import os
 import functools
+import os
 import signal
 import threading
 import time
