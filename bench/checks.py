@@ -112,6 +112,9 @@ def main() -> None:
     print(f"{args.resources} resources every {args.every:g}s for {wall:.0f}s on {os.cpu_count()} cores "
           f"({args.runtime} runtime, worker max_tasks {args.max_tasks}); the load: web's own check scheduler")
     print(f"checks due ≈ {due:.0f}, started {started:.0f} ({started / wall:.1f}/s; {100 * started / due:.0f}% of due)")
+    print(f"each resource checked every {args.resources * wall / max(started, 1):.1f}s on average (asked: "
+          f"{args.every:g}s): a check's next one falls due check_every after it *ended*, so a slow round of checks "
+          "stretches the period")
     print(f"lag due→started: p50 ≤ {quantile(buckets, started, 0.5):g}s, p99 ≤ {quantile(buckets, started, 0.99):g}s"
           f", max ≤ {quantile(buckets, started, 1.0):g}s")
     print(f"CPU: web {(w1 - w0) / wall:.2f} cores, worker {(k1 - k0) / wall:.2f} cores (its task processes not "
