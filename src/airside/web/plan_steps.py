@@ -316,6 +316,21 @@ class Steps:
         builds.start(self.s, b, self.now)
         return b
 
+    def _ended(self, st: dict[str, Any], env: Env) -> BuildRow | Result:
+        """A resource step's build once it ended well enough to read its answer; else the step's result so far
+        (None while it runs, errored when it is gone, aborted), aborting it when the step is being cancelled."""
+        b = self.s.get(BuildRow, st["build"])
+        if b is None:
+            return self._set(st, ERRORED, f"its build {st['build']} is gone")
+        if env.cancelled and b.status not in TERMINAL_S and not st.get("abort_sent"):
+            builds.abort(self.s, b, self.now)
+            st["abort_sent"] = True
+        if b.status not in TERMINAL_S:
+            return None
+        if b.status == BuildStatus.aborted:
+            return self._set(st, ABORTED, b.reason)
+        return b
+
     def _get(self, step: StepData, st: dict[str, Any], env: Env, path: str | None = None) -> Result:
         name = str(step["get"])
         r = resources.get_resource(self.s, self.p, step.get("resource") or name)
@@ -338,16 +353,9 @@ class Steps:
             st.pop("waiting", None)
             st["build"], st["version_id"] = started.id, v.id
             return None
-        b = self.s.get(BuildRow, st["build"])
-        if b is None:
-            return self._set(st, ERRORED, f"its build {st['build']} is gone")
-        if env.cancelled and b.status not in TERMINAL_S and not st.get("abort_sent"):
-            builds.abort(self.s, b, self.now)
-            st["abort_sent"] = True
-        if b.status not in TERMINAL_S:
-            return None
-        if b.status == BuildStatus.aborted:
-            return self._set(st, ABORTED, b.reason)
+        b = self._ended(st, env)
+        if not isinstance(b, BuildRow):
+            return b
         answer = resources.response(self.s, b, "in")
         v = self.s.get(ResourceVersionRow, st["version_id"])
         assert v is not None
@@ -387,16 +395,9 @@ class Steps:
             request = {"source": self._resolve(cfg.source, env), "params": self._resolve(step.get("params") or {}, env)}
             st["build"] = self._script("out", r, request, path, name, inputs=visible).id
             return None
-        b = self.s.get(BuildRow, st["build"])
-        if b is None:
-            return self._set(st, ERRORED, f"its build {st['build']} is gone")
-        if env.cancelled and b.status not in TERMINAL_S and not st.get("abort_sent"):
-            builds.abort(self.s, b, self.now)
-            st["abort_sent"] = True
-        if b.status not in TERMINAL_S:
-            return None
-        if b.status == BuildStatus.aborted:
-            return self._set(st, ABORTED, b.reason)
+        b = self._ended(st, env)
+        if not isinstance(b, BuildRow):
+            return b
         answer = resources.response(self.s, b, "out")
         cfg = self.s.get(ResourceConfigRow, r.config_id)
         assert cfg is not None
